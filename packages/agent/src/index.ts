@@ -1,1 +1,3 @@
-export {};
+export * from './agent.js';
+export * from './reconcile.js';
+export * from './unit-manager.js';

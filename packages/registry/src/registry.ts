@@ -103,6 +103,10 @@ export class Registry {
     return rec ? { ...rec, modRevision: kv.modRevision } : undefined;
   }
 
+  decodeBody(value: string): readonly UnitOption[] | undefined {
+    return decode(UnitBodySchema, value)?.options;
+  }
+
   async getBody(hash: string): Promise<readonly UnitOption[] | undefined> {
     const kv = await this.kv.get(this.keys.body(hash));
     return kv ? decode(UnitBodySchema, kv.value)?.options : undefined;

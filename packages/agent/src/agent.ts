@@ -1,0 +1,380 @@
+import { createHash } from 'node:crypto';
+import { errorMessage, hasInstallSection, serializeUnitOptions, type UnitOption } from '@fleet/core';
+import { PrefixCache, type PlacementRecord, type Registry, type StateRecord } from '@fleet/registry';
+import {
+  computeTasks,
+  isStartedState,
+  type AgentTask,
+  type AgentUnitState,
+  type CurrentUnit,
+  type DesiredUnit,
+} from './reconcile.js';
+import type { UnitFile, UnitManager, UnitStatus } from './unit-manager.js';
+
+/** The metrics the agent reports (satisfied by core's Metrics registry). */
+export interface AgentMetrics {
+  counter(name: string, help: string): { inc(n?: number): void };
+  gauge(name: string, help: string): { set(v: number): void };
+  histogram(name: string, help: string): { observe(v: number): void };
+}
+
+export type AgentState = 'new' | 'starting' | 'running' | 'stopped';
+
+export interface AgentOptions {
+  readonly registry: Registry;
+  readonly machineID: string;
+  readonly manager: UnitManager;
+  /**
+   * The lease that this machine's reported states hang on; undefined while the
+   * machine is not registered (e.g. cut off from etcd). fleetd owns it.
+   */
+  readonly leaseID: () => string | undefined;
+  /** Slow periodic resync in ms. @default 60000 */
+  readonly resyncIntervalMs?: number;
+  /** Retry delay after an etcd or systemd error, in ms. @default 500 */
+  readonly retryDelayMs?: number;
+  readonly log?: (message: string) => void;
+  readonly metrics?: AgentMetrics;
+}
+
+/** A unit this agent has written to disk, and what it made of it. */
+interface LocalUnit extends CurrentUnit {
+  readonly hash: string;
+  state: AgentUnitState;
+}
+
+/**
+ * The per-machine reconciler. Desired = this machine's placements (one watch
+ * on its own `schedule/<machine>/` prefix); current = the files it wrote plus
+ * what it commanded (adopted from systemd after a restart). A pure
+ * {@link computeTasks} decides; the executor batches links and reloads once.
+ *
+ * Safety: it acts only on positive knowledge. If etcd is unreachable the
+ * placement view simply stops changing, so nothing is stopped; units are
+ * unloaded only when a synced view says they are no longer placed here.
+ */
+export class Agent {
+  private stateNow: AgentState = 'new';
+  private placements: PrefixCache<PlacementRecord> | undefined;
+  private readonly local = new Map<string, LocalUnit>();
+  private readonly bodies = new Map<string, readonly UnitOption[]>();
+  private readonly reported = new Map<string, string>();
+  private readonly pendingReports = new Map<string, StateRecord | undefined>();
+  private readonly latest = new Map<string, UnitStatus>();
+  private dirty = false;
+  private reconciling: Promise<void> | undefined;
+  private flushing: Promise<void> | undefined;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private startLoop: Promise<void> | undefined;
+  private readonly waiters: Array<() => void> = [];
+  reconcileCount = 0;
+
+  constructor(private readonly options: AgentOptions) {}
+
+  get state(): AgentState {
+    return this.stateNow;
+  }
+
+  private isStopped(): boolean {
+    return this.stateNow === 'stopped';
+  }
+
+  private log(message: string): void {
+    this.options.log?.(`agent: ${message}`);
+  }
+
+  /**
+   * Adopts what is already on disk and running, then starts watching this
+   * machine's placements (retrying until etcd answers). Resolves once the
+   * adoption is done; reconciling begins when the placement view is synced.
+   */
+  async start(): Promise<void> {
+    if (this.stateNow !== 'new') return;
+    this.stateNow = 'starting';
+    const { manager } = this.options;
+    await manager.start();
+    await this.adopt();
+    this.startLoop = this.syncPlacements();
+  }
+
+  /** Reads units_directory and systemd: running units are taken over as they are (R4). */
+  private async adopt(): Promise<void> {
+    const { manager } = this.options;
+    const files = await manager.readUnitFiles();
+    const statuses = await manager.statuses([...files.keys()]);
+    for (const [name, text] of files) {
+      const status = statuses.get(name);
+      const started = status !== undefined && isStartedState(status.activeState);
+      this.local.set(name, { hash: hashOfText(text), state: started ? 'launched' : 'loaded' });
+      if (status) this.latest.set(name, status);
+    }
+    if (files.size > 0) this.log(`adopted ${files.size} unit(s) already on this machine`);
+    this.watchStatuses();
+    for (const name of this.local.keys()) this.queueReport(name);
+  }
+
+  private async syncPlacements(): Promise<void> {
+    const { registry, machineID } = this.options;
+    for (;;) {
+      if (this.stateNow === 'stopped') return;
+      const cache = new PrefixCache(registry.kv, registry.keys.machineSchedulePrefix(machineID), {
+        decode: (_k, kv) => registry.decodePlacement(kv.value),
+        onWarning: (m) => this.log(m),
+      });
+      try {
+        await cache.start();
+      } catch (err) {
+        await cache.close();
+        this.log(`cannot read placements yet (${errorMessage(err)}); running units are left alone`);
+        await new Promise((r) => setTimeout(r, this.options.retryDelayMs ?? 500));
+        continue;
+      }
+      if (this.isStopped()) {
+        await cache.close();
+        return;
+      }
+      this.placements = cache;
+      cache.onChange(() => this.trigger());
+      this.stateNow = 'running';
+      this.resyncTimer = setInterval(() => this.trigger(), this.options.resyncIntervalMs ?? 60_000);
+      this.resyncTimer.unref();
+      this.trigger();
+      return;
+    }
+  }
+
+  /** Asks for a reconcile (level-triggered; coalesced with one in flight). */
+  trigger(): void {
+    if (this.stateNow !== 'running') return;
+    this.dirty = true;
+    if (this.reconciling) return;
+    this.reconciling = this.drain().finally(() => {
+      this.reconciling = undefined;
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.dirty && this.stateNow === 'running') {
+      this.dirty = false;
+      await new Promise((r) => setImmediate(r));
+      try {
+        await this.reconcile();
+        this.reconcileCount++;
+        for (const w of this.waiters.splice(0)) w();
+      } catch (err) {
+        this.log(`reconcile failed: ${errorMessage(err)}`);
+        this.options.metrics?.counter('fleet_agent_reconcile_errors_total', 'Failed agent reconciles').inc();
+        if (this.retryTimer === undefined && this.stateNow === 'running') {
+          this.retryTimer = setTimeout(() => {
+            this.retryTimer = undefined;
+            this.trigger();
+          }, this.options.retryDelayMs ?? 500);
+        }
+      }
+    }
+  }
+
+  /** Resolves after the next completed reconcile (tests). */
+  nextReconcile(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private async bodyOf(hash: string): Promise<readonly UnitOption[] | undefined> {
+    const cached = this.bodies.get(hash);
+    if (cached) return cached;
+    const body = await this.options.registry.getBody(hash);
+    if (body) this.bodies.set(hash, body);
+    return body;
+  }
+
+  /** One pass: desired from the placement view, current from disk, tasks, execute. */
+  async reconcile(): Promise<AgentTask[]> {
+    const cache = this.placements;
+    if (!cache || cache.state !== 'synced') return [];
+    const started = performance.now();
+    const desired = new Map<string, DesiredUnit>();
+    for (const [unit, p] of cache.entries()) {
+      if (p.desiredState === 'inactive') continue;
+      desired.set(unit, { hash: p.hash, state: p.desiredState });
+    }
+    const tasks = computeTasks(desired, this.local);
+    if (tasks.length === 0) return tasks;
+
+    // Bodies for units to (re)load; a unit whose body cannot be read now is left as it is.
+    const files: UnitFile[] = [];
+    const skipped = new Set<string>();
+    for (const t of tasks) {
+      if (t.kind !== 'load') continue;
+      const want = desired.get(t.unit) as DesiredUnit;
+      const body = await this.bodyOf(want.hash);
+      if (!body) {
+        skipped.add(t.unit);
+        continue;
+      }
+      files.push({ name: t.unit, text: serializeUnitOptions(body), install: hasInstallSection(body) });
+    }
+    const run = tasks.filter((t) => !skipped.has(t.unit) || t.kind === 'reload');
+    for (const t of run) if (t.kind !== 'reload') this.log(`${t.kind} ${t.unit}: ${t.reason}`);
+
+    const { manager } = this.options;
+    const unloads = run.filter((t) => t.kind === 'unload').map((t) => t.unit);
+    if (unloads.length > 0) {
+      await manager.unload(unloads);
+      for (const u of unloads) this.local.delete(u);
+    }
+    if (files.length > 0) {
+      await manager.writeAndLink(files);
+      for (const f of files) this.local.set(f.name, { hash: hashOfText(f.text), state: 'loaded' });
+    }
+    if (unloads.length > 0 || files.length > 0) await manager.reload();
+    this.watchStatuses();
+    for (const t of run) {
+      const unit = this.local.get(t.unit);
+      if (t.kind === 'stop' && unit) {
+        await manager.stopUnit(t.unit);
+        unit.state = 'loaded';
+      } else if (t.kind === 'start' && unit) {
+        await manager.startUnit(t.unit);
+        unit.state = 'launched';
+      }
+    }
+    // Report the new picture: removed units vanish, loaded ones get systemd's view.
+    for (const u of unloads) if (!this.local.has(u)) this.queueReport(u);
+    const touched = [
+      ...new Set(run.filter((t) => t.unit !== '' && this.local.has(t.unit)).map((t) => t.unit)),
+    ];
+    if (touched.length > 0) {
+      const statuses = await manager.statuses(touched);
+      for (const [name, s] of statuses) this.latest.set(name, s);
+      for (const name of touched) this.queueReport(name);
+    }
+    const m = this.options.metrics;
+    if (m) {
+      m.counter('fleet_agent_tasks_total', 'Agent tasks executed').inc(run.length);
+      m.gauge('fleet_agent_units', 'Units on this machine').set(this.local.size);
+      m.histogram('fleet_agent_reconcile_seconds', 'Agent reconcile duration').observe(
+        (performance.now() - started) / 1000,
+      );
+    }
+    return run;
+  }
+
+  private watchStatuses(): void {
+    this.options.manager.watch(new Set(this.local.keys()), (status) => {
+      this.latest.set(status.name, status);
+      this.queueReport(status.name);
+    });
+  }
+
+  // ---- state reporting -----------------------------------------------------
+
+  private queueReport(unit: string): void {
+    const local = this.local.get(unit);
+    const status = this.latest.get(unit);
+    const record: StateRecord | undefined = local
+      ? {
+          hash: local.hash,
+          loadState: status?.loadState ?? 'loaded',
+          activeState: status?.activeState ?? 'inactive',
+          subState: status?.subState ?? 'dead',
+        }
+      : undefined;
+    const encoded = record ? JSON.stringify(record) : undefined;
+    if (encoded === this.reported.get(unit)) {
+      // Already published as it is (or never published and now gone): nothing to write.
+      this.pendingReports.delete(unit);
+      return;
+    }
+    this.pendingReports.set(unit, record);
+    this.scheduleFlush(5);
+  }
+
+  /** After the machine registered again (new lease), every state must be re-published under it. */
+  republishStates(): void {
+    this.reported.clear();
+    for (const name of this.local.keys()) this.queueReport(name);
+  }
+
+  private scheduleFlush(delayMs: number): void {
+    if (this.flushTimer || this.flushing) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      this.flushing = this.flush().finally(() => {
+        this.flushing = undefined;
+        if (this.pendingReports.size > 0 && this.stateNow !== 'stopped')
+          this.scheduleFlush(this.options.retryDelayMs ?? 500);
+      });
+    }, delayMs);
+  }
+
+  private async flush(): Promise<void> {
+    const leaseID = this.options.leaseID();
+    if (leaseID === undefined || this.pendingReports.size === 0) return;
+    const batch = new Map(this.pendingReports);
+    this.pendingReports.clear();
+    try {
+      await this.options.registry.putStates(this.options.machineID, leaseID, batch);
+      for (const [unit, rec] of batch) {
+        if (rec === undefined) this.reported.delete(unit);
+        else this.reported.set(unit, JSON.stringify(rec));
+      }
+      this.options.metrics
+        ?.counter('fleet_agent_state_reports_total', 'Unit states published')
+        .inc(batch.size);
+    } catch (err) {
+      // Keep the newest value of each; retry later (coalesced).
+      for (const [unit, rec] of batch) if (!this.pendingReports.has(unit)) this.pendingReports.set(unit, rec);
+      this.log(`cannot publish unit states yet: ${errorMessage(err)}`);
+    }
+  }
+
+  /** Resolves when every queued state report has been published (tests). */
+  async flushed(timeoutMs = 5000): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.pendingReports.size > 0 || this.flushing || this.flushTimer) {
+      if (Date.now() > deadline) return false;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return true;
+  }
+
+  /** What this agent runs now (for SIGUSR1 dumps and tests). */
+  dump(): Record<string, { hash: string; state: AgentUnitState; activeState?: string; subState?: string }> {
+    const out: Record<
+      string,
+      { hash: string; state: AgentUnitState; activeState?: string; subState?: string }
+    > = {};
+    for (const [name, u] of [...this.local].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const s = this.latest.get(name);
+      out[name] = {
+        hash: u.hash,
+        state: u.state,
+        ...(s ? { activeState: s.activeState, subState: s.subState } : {}),
+      };
+    }
+    return out;
+  }
+
+  /**
+   * Stops reconciling and reporting. Never stops units: a fleetd restart must
+   * not restart anything (R4); units leave only when placed elsewhere.
+   */
+  async stop(): Promise<void> {
+    if (this.stateNow === 'stopped') return;
+    this.stateNow = 'stopped';
+    for (const t of [this.resyncTimer, this.retryTimer]) if (t) clearInterval(t);
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    await this.startLoop;
+    await this.reconciling?.catch(() => undefined);
+    await this.flushing;
+    await this.placements?.close();
+    await this.options.manager.close();
+  }
+}
+
+/** The file holds canonical text, so the SHA-1 of the text is the unit's hash. */
+function hashOfText(text: string): string {
+  return createHash('sha1').update(text, 'utf8').digest('hex');
+}
