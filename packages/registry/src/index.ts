@@ -6,3 +6,4 @@ export * from './kv.js';
 export * from './memory-kv.js';
 export * from './records.js';
 export * from './registry.js';
+export * from './mailbox.js';

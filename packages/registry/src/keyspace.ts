@@ -66,6 +66,13 @@ export class Keyspace {
     return `${this.unplacedPrefix}${unit}`;
   }
 
+  machineCommandsPrefix(machineID: string): string {
+    return `${this.prefix}cmd/${machineID}/`;
+  }
+  commandResult(id: string): string {
+    return `${this.prefix}cmd-result/${id}`;
+  }
+
   get leader(): string {
     return `${this.prefix}engine/leader`;
   }

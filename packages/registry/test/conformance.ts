@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ConflictError, NotFoundError, ValidationError, parseUnitFile, unitHash } from '@fleet/core';
-import { PrefixCache, Registry, campaign, fencedCommit, type Kv, type WatchEvent } from '@fleet/registry';
+import {
+  CommandMailbox,
+  PrefixCache,
+  Registry,
+  campaign,
+  fencedCommit,
+  type Kv,
+  type WatchEvent,
+} from '@fleet/registry';
 import { eventually, uniqueId } from '../../../test/support/eventually.js';
 
 export interface KvHarness {
@@ -239,6 +247,32 @@ export function kvConformance(
       await eventually(() => reset !== '', { timeoutMs: 5000 });
       assert.match(reset, /compacted/);
       await w.close();
+    });
+
+    it('command mailbox: a request reaches only its machine and leaves nothing behind', async () => {
+      const reg = new Registry(kv, { prefix: prefix() });
+      const mailbox = new CommandMailbox(reg);
+      const seenBy: string[] = [];
+      const s1 = mailbox.serve('m1', async (req) => {
+        seenBy.push(`m1:${req.kind}:${req.unit}`);
+        return { exitCode: 3, output: `status of ${req.unit}` };
+      });
+      const s2 = mailbox.serve('m2', async (req) => {
+        seenBy.push(`m2:${req.kind}:${req.unit}`);
+        return { exitCode: 0, output: '' };
+      });
+      const res = await eventually(() => mailbox.request('m1', { kind: 'status', unit: 'a.service' }, 2000), {
+        timeoutMs: 8000,
+      });
+      assert.deepEqual(res, { exitCode: 3, output: 'status of a.service' });
+      assert.deepEqual(seenBy, ['m1:status:a.service']);
+      await assert.rejects(
+        mailbox.request('nobody', { kind: 'journal', unit: 'a.service', lines: 5 }, 300),
+        /did not answer/,
+      );
+      await eventually(async () => (await kv.range(reg.keys.prefix)).kvs.length === 0, { timeoutMs: 5000 });
+      await s1.close();
+      await s2.close();
     });
 
     it('election: one leader at a time; a deposed leader cannot write', async () => {
