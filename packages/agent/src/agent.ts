@@ -1,5 +1,11 @@
 import { createHash } from 'node:crypto';
-import { errorMessage, hasInstallSection, serializeUnitOptions, type UnitOption } from '@fleet/core';
+import {
+  errorMessage,
+  hasInstallSection,
+  serializeUnitOptions,
+  type Metrics,
+  type UnitOption,
+} from '@fleet/core';
 import { PrefixCache, type PlacementRecord, type Registry, type StateRecord } from '@fleet/registry';
 import {
   computeTasks,
@@ -10,13 +16,6 @@ import {
   type DesiredUnit,
 } from './reconcile.js';
 import type { UnitFile, UnitManager, UnitStatus } from './unit-manager.js';
-
-/** The metrics the agent reports (satisfied by core's Metrics registry). */
-export interface AgentMetrics {
-  counter(name: string, help: string): { inc(n?: number): void };
-  gauge(name: string, help: string): { set(v: number): void };
-  histogram(name: string, help: string): { observe(v: number): void };
-}
 
 export type AgentState = 'new' | 'starting' | 'running' | 'stopped';
 
@@ -34,7 +33,7 @@ export interface AgentOptions {
   /** Retry delay after an etcd or systemd error, in ms. @default 500 */
   readonly retryDelayMs?: number;
   readonly log?: (message: string) => void;
-  readonly metrics?: AgentMetrics;
+  readonly metrics?: Metrics;
 }
 
 /** A unit this agent has written to disk, and what it made of it. */
@@ -165,7 +164,9 @@ export class Agent {
         for (const w of this.waiters.splice(0)) w();
       } catch (err) {
         this.log(`reconcile failed: ${errorMessage(err)}`);
-        this.options.metrics?.counter('fleet_agent_reconcile_errors_total', 'Failed agent reconciles').inc();
+        this.options.metrics
+          ?.counter({ name: 'fleet_agent_reconcile_errors_total', help: 'Failed agent reconciles' })
+          .inc();
         if (this.retryTimer === undefined && this.stateNow === 'running') {
           this.retryTimer = setTimeout(() => {
             this.retryTimer = undefined;
@@ -252,9 +253,10 @@ export class Agent {
     }
     const m = this.options.metrics;
     if (m) {
-      m.counter('fleet_agent_tasks_total', 'Agent tasks executed').inc(run.length);
-      m.gauge('fleet_agent_units', 'Units on this machine').set(this.local.size);
-      m.histogram('fleet_agent_reconcile_seconds', 'Agent reconcile duration').observe(
+      m.counter({ name: 'fleet_agent_tasks_total', help: 'Agent tasks executed' }).inc(undefined, run.length);
+      m.gauge({ name: 'fleet_agent_units', help: 'Units on this machine' }).set(undefined, this.local.size);
+      m.histogram({ name: 'fleet_agent_reconcile_seconds', help: 'Agent reconcile duration' }).observe(
+        undefined,
         (performance.now() - started) / 1000,
       );
     }
@@ -321,8 +323,8 @@ export class Agent {
         else this.reported.set(unit, JSON.stringify(rec));
       }
       this.options.metrics
-        ?.counter('fleet_agent_state_reports_total', 'Unit states published')
-        .inc(batch.size);
+        ?.counter({ name: 'fleet_agent_state_reports_total', help: 'Unit states published' })
+        .inc(undefined, batch.size);
     } catch (err) {
       // Keep the newest value of each; retry later (coalesced).
       for (const [unit, rec] of batch) if (!this.pendingReports.has(unit)) this.pendingReports.set(unit, rec);
