@@ -1,1 +1,2 @@
-export {};
+export * from './decide.js';
+export * from './engine.js';

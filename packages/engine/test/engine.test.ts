@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { MemoryKv } from '@fleet/registry';
+import { eventually } from '../../../test/support/eventually.js';
+import { EngineHarness } from './engine-harness.js';
+
+describe('engine over the in-memory registry', () => {
+  let kv: MemoryKv;
+  let h: EngineHarness;
+  beforeEach(() => {
+    kv = new MemoryKv();
+    h = new EngineHarness(kv);
+  });
+  afterEach(async () => {
+    await h.close();
+    await kv.close();
+  });
+
+  it('places a launched unit, records placement with hash and desired state, follows desired state changes', async () => {
+    const engine = h.startEngine('m1');
+    await h.machine('m1');
+    await h.submit('hello.service', '', 'launched');
+    const m = await h.waitPlaced('hello.service');
+    assert.equal(m, 'm1');
+    assert.equal(engine.isLeader, true);
+    const [p] = await h.registry.listPlacements();
+    const rec = await h.registry.getUnitRecord('hello.service');
+    assert.equal(p?.hash, rec?.hash);
+    assert.equal(p?.desiredState, 'launched');
+    await h.registry.setDesiredState('hello.service', 'loaded');
+    await eventually(async () => (await h.registry.listPlacements())[0]?.desiredState === 'loaded');
+    await h.registry.setDesiredState('hello.service', 'inactive');
+    await eventually(async () => (await h.registry.listPlacements()).length === 0);
+  });
+
+  it('story: apache replicas on distinct machines; a third waits with a reason until a machine joins', async () => {
+    h.startEngine('m1');
+    await h.machine('m1');
+    await h.machine('m2');
+    for (const i of [1, 2, 3]) await h.submit(`apache.${i}.service`, 'X-Conflicts=apache.*.service');
+    await h.waitPlaced('apache.1.service');
+    await h.waitPlaced('apache.2.service');
+    const reason = await eventually(() => h.registry.getUnplacedReason('apache.3.service'));
+    assert.match(reason, /conflict/);
+    const placed = await h.placements();
+    assert.notDeepEqual(placed.get('apache.1.service'), placed.get('apache.2.service'));
+    assert.equal(placed.has('apache.3.service'), false);
+    await h.machine('m3');
+    assert.equal(await h.waitPlaced('apache.3.service'), 'm3');
+    await eventually(async () => (await h.registry.getUnplacedReason('apache.3.service')) === undefined);
+  });
+
+  it('machine loss: its units move in one reconcile, others stay put', async () => {
+    h.startEngine('m1');
+    const sessions = [await h.machine('m1'), await h.machine('m2'), await h.machine('m3')];
+    for (let i = 0; i < 6; i++) await h.submit(`u${i}.service`);
+    await eventually(async () => (await h.placements()).size === 6);
+    const before = await h.placements();
+    const victim = 'm2';
+    await sessions[1]?.revoke();
+    h.sessions.delete(victim);
+    await eventually(async () => {
+      const now = await h.placements();
+      return now.size === 6 && [...now.values()].every((ms) => ms.length === 1 && ms[0] !== victim);
+    });
+    const after = await h.placements();
+    for (const [unit, ms] of before) {
+      if (ms[0] !== victim) assert.deepEqual(after.get(unit), ms, `${unit} must not move`);
+    }
+  });
+
+  it('destroyed units lose their placement and unreferenced bodies are collected', async () => {
+    h.startEngine('m1');
+    await h.machine('m1');
+    await h.submit('a.service');
+    await h.waitPlaced('a.service');
+    const rec = await h.registry.getUnitRecord('a.service');
+    assert.ok(await h.registry.getBody(rec?.hash ?? ''));
+    await h.registry.destroyUnit('a.service');
+    await eventually(async () => (await h.registry.listPlacements()).length === 0);
+    await eventually(async () => (await h.registry.getBody(rec?.hash ?? '')) === undefined);
+  });
+
+  it('two engines: only one leads and commits; when it stops, the other takes over at once', async () => {
+    const a = h.startEngine('m1');
+    const b = h.startEngine('m2');
+    await h.machine('m1');
+    await eventually(() => a.isLeader || b.isLeader);
+    assert.equal(a.isLeader && b.isLeader, false);
+    const leader = a.isLeader ? a : b;
+    const other = leader === a ? b : a;
+    await h.submit('x.service');
+    await h.waitPlaced('x.service');
+    assert.equal(other.reconcileCount, 0, 'the follower never reconciled');
+    await leader.stop();
+    await eventually(() => other.isLeader, { timeoutMs: 3000 });
+    await h.submit('y.service');
+    await h.waitPlaced('y.service');
+  });
+
+  it('a deposed leader stops reconciling and a new one keeps placements stable', async () => {
+    const a = h.startEngine('m1');
+    await h.machine('m1');
+    await h.machine('m2');
+    await h.submit('s.service');
+    const where = await h.waitPlaced('s.service');
+    await eventually(() => a.isLeader);
+    const leaderLease = kv.leaseIDs().find((id) => ![...h.sessions.values()].some((s) => s.lease.id === id));
+    assert.ok(leaderLease);
+    const b = h.startEngine('m2');
+    kv.expireLease(leaderLease); // a is partitioned past its TTL
+    await eventually(() => b.isLeader);
+    await eventually(() => !a.isLeader || a.state === 'campaigning');
+    assert.equal(await h.waitPlaced('s.service'), where, 'no churn on leader change');
+  });
+
+  it('keeps an invalid unit unplaced with the validation error as reason', async () => {
+    h.startEngine('m1');
+    await h.machine('m1');
+    // Written behind the API's back: the engine must not crash on it.
+    await h.submit('bad.service', 'MachineID=abc\nGlobal=true');
+    const reason = await eventually(() => h.registry.getUnplacedReason('bad.service'));
+    assert.match(reason, /MachineID cannot be used with Global/);
+  });
+});
