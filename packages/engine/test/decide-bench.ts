@@ -1,0 +1,180 @@
+// Micro-benchmark of decide() for targets P6/P7 (docs/scheduler.md):
+//
+//   node --conditions=source --import tsx packages/engine/test/decide-bench.ts [--json]
+//
+// (It lives under test/ so that tsc and ESLint check it; the runner only runs *.test.ts.)
+//
+// For each size it times three decisions over the same mixed workload (20% of
+// units with Conflicts, 10% MachineOf, 10% MachineMetadata, the rest plain):
+// cold (nothing placed yet), steady (everything placed, nothing to do) and
+// machine loss (one machine gone, its units re-placed). Medians over several
+// runs after a warm-up; the VMs are noisy. Prints what it measured next to the
+// target and exits 0 either way.
+import type { Requirements } from '@fleet/core';
+import { decide, type Decision, type SchedulerSnapshot, type SchedulerUnit } from '@fleet/engine';
+
+interface Size {
+  readonly units: number;
+  readonly machines: number;
+  readonly runs: number;
+}
+
+const SIZES: readonly Size[] = [
+  { units: 100, machines: 10, runs: 301 },
+  { units: 10_000, machines: 1_000, runs: 15 },
+  { units: 100_000, machines: 1_000, runs: 5 },
+];
+
+const REGIONS = ['ap-south', 'eu-west', 'us-east', 'us-west'];
+
+/** Deterministic PRNG (mulberry32) so every run measures the same workload. */
+function random(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function requirements(partial: Partial<Requirements>): Requirements {
+  return {
+    machineID: undefined,
+    machineOf: [],
+    machineMetadata: new Map(),
+    conflicts: [],
+    global: false,
+    replaces: [],
+    unknownKeys: [],
+    ...partial,
+  };
+}
+
+function workload(size: Size): SchedulerSnapshot {
+  const rnd = random(size.units * 31 + size.machines);
+  const machines = new Map<string, { id: string; metadata: Record<string, string> }>();
+  for (let i = 0; i < size.machines; i++) {
+    // Machine IDs look like /etc/machine-id: random hex, so ID order ≠ creation order.
+    const id = Array.from({ length: 32 }, () => Math.floor(rnd() * 16).toString(16)).join('');
+    machines.set(id, {
+      id,
+      metadata: { region: REGIONS[i % REGIONS.length]!, disk: rnd() < 0.5 ? 'ssd' : 'hdd' },
+    });
+  }
+  const units = new Map<string, SchedulerUnit>();
+  const add = (name: string, req: Partial<Requirements>): void => {
+    units.set(name, { name, desiredState: 'launched', requirements: requirements(req) });
+  };
+  const conflicted = Math.round(size.units * 0.2);
+  const followers = Math.round(size.units * 0.1);
+  const regional = Math.round(size.units * 0.1);
+  const plain = size.units - conflicted - followers - regional;
+  // Replicas in groups of 5 that must not share a machine (the story's apache.*).
+  for (let i = 0; i < conflicted; i++) {
+    const group = Math.floor(i / 5);
+    add(`web-${group}.${i % 5}.service`, { conflicts: [`web-${group}.*.service`] });
+  }
+  for (let i = 0; i < plain; i++) add(`app-${i}.service`, {});
+  for (let i = 0; i < followers; i++) {
+    add(`sidecar-${i}.service`, { machineOf: [`app-${Math.floor(rnd() * plain)}.service`] });
+  }
+  for (let i = 0; i < regional; i++) {
+    const values = [REGIONS[Math.floor(rnd() * REGIONS.length)]!];
+    add(`regional-${i}.service`, { machineMetadata: new Map([['region', values]]) });
+  }
+  return { units, machines, placements: new Map() };
+}
+
+function applied(snapshot: SchedulerSnapshot, decision: Decision): Map<string, Set<string>> {
+  const placements = new Map([...snapshot.placements].map(([u, ms]) => [u, new Set(ms)]));
+  for (const task of decision.tasks) {
+    if (task.kind === 'unschedule') placements.get(task.unit)?.delete(task.machineID);
+    else {
+      const set = placements.get(task.unit);
+      if (set === undefined) placements.set(task.unit, new Set([task.machineID]));
+      else set.add(task.machineID);
+    }
+  }
+  return placements;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+function time(snapshot: SchedulerSnapshot, runs: number): { ms: number; decision: Decision } {
+  let decision = decide(snapshot); // warm-up
+  const samples: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const start = performance.now();
+    decision = decide(snapshot);
+    samples.push(performance.now() - start);
+  }
+  return { ms: median(samples), decision };
+}
+
+interface Result {
+  units: number;
+  machines: number;
+  coldMs: number;
+  coldUsPerUnit: number;
+  placed: number;
+  unplaced: number;
+  steadyMs: number;
+  steadyTasks: number;
+  machineLossMs: number;
+  machineLossTasks: number;
+}
+
+const results: Result[] = [];
+for (const size of SIZES) {
+  const snapshot = workload(size);
+  const cold = time(snapshot, size.runs);
+  const placed = applied(snapshot, cold.decision);
+  const steadySnapshot = { ...snapshot, placements: placed };
+  const steady = time(steadySnapshot, size.runs);
+  const lost = [...snapshot.machines.keys()].sort()[0]!;
+  const survivors = new Map(snapshot.machines);
+  survivors.delete(lost);
+  const loss = time({ ...steadySnapshot, machines: survivors }, size.runs);
+  results.push({
+    units: size.units,
+    machines: size.machines,
+    coldMs: cold.ms,
+    coldUsPerUnit: (cold.ms * 1000) / size.units,
+    placed: cold.decision.tasks.length,
+    unplaced: cold.decision.unplaced.size,
+    steadyMs: steady.ms,
+    steadyTasks: steady.decision.tasks.length,
+    machineLossMs: loss.ms,
+    machineLossTasks: loss.decision.tasks.length,
+  });
+}
+
+if (process.argv.includes('--json')) {
+  console.log(JSON.stringify(results, null, 2));
+} else {
+  const f = (n: number): string => n.toFixed(n < 10 ? 3 : 1);
+  for (const r of results) {
+    console.log(
+      `${r.units} units × ${r.machines} machines: cold ${f(r.coldMs)} ms ` +
+        `(${f(r.coldUsPerUnit)} µs/unit, ${r.placed} placed, ${r.unplaced} unplaced, ` +
+        `${Math.round((r.placed / r.coldMs) * 1000)} placements/s); ` +
+        `steady ${f(r.steadyMs)} ms (${r.steadyTasks} tasks); ` +
+        `one machine lost ${f(r.machineLossMs)} ms (${r.machineLossTasks} tasks)`,
+    );
+  }
+  const small = results[0]!;
+  const mid = results[1]!;
+  const large = results[results.length - 1]!;
+  console.log(
+    `P6 (decide share): 10,000 × 1,000 cold in ${f(mid.coldMs)} ms; aim < 300 ms, target ≥ 5,000 placements/s end to end`,
+  );
+  console.log(
+    `P7: per-unit cold cost ${f(large.coldUsPerUnit)} µs at ${large.units} × ${large.machines} vs ` +
+      `${f(small.coldUsPerUnit)} µs at ${small.units} × ${small.machines}: ` +
+      `${(large.coldUsPerUnit / small.coldUsPerUnit).toFixed(2)}× (target ≤ 2×)`,
+  );
+}
