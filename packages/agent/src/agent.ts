@@ -69,6 +69,7 @@ export class Agent {
   private startLoop: Promise<void> | undefined;
   private readonly waiters: Array<() => void> = [];
   reconcileCount = 0;
+  private closed = false;
 
   constructor(private readonly options: AgentOptions) {}
 
@@ -360,11 +361,28 @@ export class Agent {
   }
 
   /**
+   * Unloads every unit this agent placed on the machine (stop, disable,
+   * remove, one reload): what a machine leaving the cluster does, as fleet's
+   * agent did on shutdown. Call after the machine's presence is revoked.
+   */
+  async purge(): Promise<void> {
+    const names = [...this.local.keys()];
+    this.stateNow = 'stopped';
+    await this.reconciling?.catch(() => undefined);
+    if (names.length === 0) return;
+    this.log(`leaving the cluster: unloading ${names.length} unit(s)`);
+    await this.options.manager.unload(names);
+    await this.options.manager.reload();
+    this.local.clear();
+  }
+
+  /**
    * Stops reconciling and reporting. Never stops units: a fleetd restart must
    * not restart anything (R4); units leave only when placed elsewhere.
    */
   async stop(): Promise<void> {
-    if (this.stateNow === 'stopped') return;
+    if (this.closed) return;
+    this.closed = true;
     this.stateNow = 'stopped';
     for (const t of [this.resyncTimer, this.retryTimer]) if (t) clearInterval(t);
     if (this.flushTimer) clearTimeout(this.flushTimer);

@@ -5,3 +5,4 @@ export * from './requirements.js';
 export * from './unit-file.js';
 export * from './unit-name.js';
 export * from './wire.js';
+export * from './version.js';

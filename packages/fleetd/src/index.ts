@@ -1,1 +1,5 @@
-export {};
+export * from './args.js';
+export * from './config.js';
+export * from './identity.js';
+export * from './listeners.js';
+export * from './presence.js';
