@@ -1,0 +1,182 @@
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { parseUnitFile, serializeUnitOptions, unitHash, type JobState } from '@fleet/core';
+import { Agent, FakeUnitManager } from '@fleet/agent';
+import { MemoryKv, Registry, type MachineSession } from '@fleet/registry';
+import { eventually } from '../../../test/support/eventually.js';
+
+const ME = 'aaaaaaaa11111111aaaaaaaa11111111';
+const body = (cmd = '/bin/sleep 1000') =>
+  parseUnitFile(`[Unit]\nDescription=x\n\n[Service]\nExecStart=${cmd}\n`);
+
+describe('agent reconcile loop (in-memory registry, fake systemd)', () => {
+  let kv: MemoryKv;
+  let registry: Registry;
+  let manager: FakeUnitManager;
+  let session: MachineSession;
+  let agents: Agent[];
+
+  /** What the engine would write: the unit, its body, and a placement on `machine`. */
+  const place = async (unit: string, desiredState: JobState, cmd?: string, machine = ME) => {
+    const options = body(cmd);
+    const hash = unitHash(options);
+    await kv.txn(
+      [],
+      [
+        { type: 'put', key: registry.keys.body(hash), value: JSON.stringify({ options }) },
+        {
+          type: 'put',
+          key: registry.keys.placement(machine, unit),
+          value: JSON.stringify({ hash, desiredState }),
+        },
+      ],
+    );
+    return hash;
+  };
+  const unplace = (unit: string) => kv.txn([], [{ type: 'delete', key: registry.keys.placement(ME, unit) }]);
+  const startAgent = async (leaseID: () => string | undefined = () => session.lease.id) => {
+    // systemd outlives fleetd: a stopped agent disconnects, the fake "systemd" keeps its units.
+    const connection = new Proxy(manager, {
+      get(target, prop) {
+        if (prop === 'close') return async () => undefined;
+        const v: unknown = Reflect.get(target, prop);
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const agent = new Agent({ registry, machineID: ME, manager: connection, leaseID, retryDelayMs: 20 });
+    agents.push(agent);
+    await agent.start();
+    return agent;
+  };
+  const reported = async () =>
+    new Map(
+      (await registry.listStates({ machineID: ME })).map((s) => [s.unit, `${s.activeState}/${s.subState}`]),
+    );
+
+  beforeEach(async () => {
+    kv = new MemoryKv();
+    registry = new Registry(kv, { prefix: '/a/' });
+    manager = new FakeUnitManager();
+    session = await registry.registerMachine({ id: ME }, 5, 'owner');
+    agents = [];
+  });
+  afterEach(async () => {
+    for (const a of agents) await a.stop();
+    await kv.close();
+  });
+
+  it('runs a unit placed here and reports systemd state promptly', async () => {
+    await startAgent();
+    await place('hello.service', 'launched');
+    await eventually(async () => (await reported()).get('hello.service') === 'active/running');
+    assert.equal(manager.status('hello.service').activeState, 'active');
+    const [state] = await registry.listStates({ unitName: 'hello.service' });
+    assert.equal(state?.hash, unitHash(body()));
+    assert.equal(manager.loadedText('hello.service'), serializeUnitOptions(body()));
+  });
+
+  it('links a burst of units in one call and reloads once', async () => {
+    const agent = await startAgent();
+    await agent.nextReconcile().catch(() => undefined);
+    manager.resetCounters();
+    const ops = [];
+    for (let i = 0; i < 50; i++) {
+      const options = body(`/bin/sleep ${1000 + i}`);
+      const hash = unitHash(options);
+      ops.push({ type: 'put' as const, key: registry.keys.body(hash), value: JSON.stringify({ options }) });
+      ops.push({
+        type: 'put' as const,
+        key: registry.keys.placement(ME, `u${i}.service`),
+        value: JSON.stringify({ hash, desiredState: 'launched' }),
+      });
+    }
+    await kv.txn([], ops.slice(0, 100));
+    await eventually(
+      async () => [...(await reported()).values()].filter((s) => s === 'active/running').length === 50,
+    );
+    assert.equal(manager.calls.writeAndLink, 1);
+    assert.equal(manager.calls.linkedFiles, 50);
+    assert.equal(manager.calls.reload, 1);
+    assert.equal(manager.calls.startUnit, 50);
+  });
+
+  it('stops on loaded, unloads when no longer placed here, and withdraws the state', async () => {
+    await startAgent();
+    await place('a.service', 'launched');
+    await eventually(async () => (await reported()).get('a.service') === 'active/running');
+    await place('a.service', 'loaded');
+    await eventually(async () => (await reported()).get('a.service') === 'inactive/dead');
+    await unplace('a.service');
+    await eventually(async () => !(await reported()).has('a.service'));
+    assert.equal(manager.unitFiles().has('a.service'), false);
+  });
+
+  it('a changed unit body is unloaded, loaded and started again', async () => {
+    await startAgent();
+    await place('c.service', 'launched', '/bin/sleep 1');
+    await eventually(() => manager.status('c.service').activeState === 'active');
+    const h2 = await place('c.service', 'launched', '/bin/sleep 2');
+    await eventually(async () => (await registry.listStates({ unitName: 'c.service' }))[0]?.hash === h2);
+    assert.match(manager.loadedText('c.service') ?? '', /sleep 2/);
+    assert.equal(manager.status('c.service').activeState, 'active');
+  });
+
+  it('ignores placements for other machines', async () => {
+    await startAgent();
+    await place('other.service', 'launched', undefined, 'bbbbbbbb');
+    await place('mine.service', 'launched');
+    await eventually(() => manager.status('mine.service').activeState === 'active');
+    assert.equal(manager.unitFiles().has('other.service'), false);
+  });
+
+  it('restart: adopts running units without restarting them (R4)', async () => {
+    const first = await startAgent();
+    await place('keep.service', 'launched');
+    await eventually(() => manager.status('keep.service').activeState === 'active');
+    await first.stop();
+    manager.resetCounters();
+    await startAgent();
+    await eventually(async () => (await reported()).get('keep.service') === 'active/running');
+    await new Promise((r) => setImmediate(r));
+    assert.equal(manager.calls.startUnit, 0);
+    assert.equal(manager.calls.stopUnit, 0);
+    assert.equal(manager.calls.unload, 0);
+  });
+
+  it('etcd unreachable at start: nothing is stopped; reconciling begins when etcd answers (R3)', async () => {
+    const first = await startAgent();
+    await place('run.service', 'launched');
+    await eventually(() => manager.status('run.service').activeState === 'active');
+    await first.stop();
+    manager.resetCounters();
+    kv.unavailable = true;
+    const second = await startAgent();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(second.state, 'starting', 'placements not readable yet');
+    assert.equal(manager.calls.stopUnit + manager.calls.unload, 0);
+    kv.unavailable = false;
+    await eventually(() => second.state === 'running', { timeoutMs: 3000 });
+    await unplace('run.service');
+    await eventually(() => !manager.unitFiles().has('run.service'));
+  });
+
+  it('holds state reports while unregistered and publishes them under the new lease', async () => {
+    let lease: string | undefined;
+    const agent = await startAgent(() => lease);
+    await place('p.service', 'launched');
+    await eventually(() => manager.status('p.service').activeState === 'active');
+    assert.equal((await reported()).size, 0);
+    lease = session.lease.id;
+    agent.republishStates();
+    await eventually(async () => (await reported()).get('p.service') === 'active/running');
+  });
+
+  it('purge unloads everything (a machine leaving the cluster)', async () => {
+    const agent = await startAgent();
+    await place('x.service', 'launched');
+    await place('y.service', 'loaded');
+    await eventually(() => manager.unitFiles().size === 2);
+    await agent.purge();
+    assert.equal(manager.unitFiles().size, 0);
+  });
+});
