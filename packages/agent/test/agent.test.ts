@@ -161,7 +161,7 @@ describe('agent reconcile loop (in-memory registry, fake systemd)', () => {
   });
 
   it('holds state reports while unregistered and publishes them under the new lease', async () => {
-    let lease: string | undefined;
+    let lease: string | undefined = undefined;
     const agent = await startAgent(() => lease);
     await place('p.service', 'launched');
     await eventually(() => manager.status('p.service').activeState === 'active');
