@@ -10,7 +10,9 @@ import {
 } from '@fleet/core';
 
 const dir = new URL('../examples/', import.meta.url);
-const units = readdirSync(dir).filter((f) => !f.endsWith('.md'));
+const units = readdirSync(dir, { withFileTypes: true })
+  .filter((e) => e.isFile() && !e.name.endsWith('.md'))
+  .map((e) => e.name);
 
 describe('examples/', () => {
   it('holds the story units, a template and a global unit', () => {
