@@ -311,7 +311,10 @@ export class SystemdManager implements UnitManager {
       else firstError ??= result.reason;
     });
     if (stopped.length > 0) {
-      await this.disable(stopped);
+      // Only units with a file here were linked by us; an unknown name would
+      // make systemd reject the whole DisableUnitFiles batch.
+      const ours = await this.directory.existing(stopped);
+      if (ours.length > 0) await this.disable(ours);
       await Promise.all(stopped.map((name) => this.resetFailed(name)));
       await this.directory.remove(stopped);
     }

@@ -5,7 +5,7 @@
  * {@link UnitDirectory.read} never see half a file.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { InternalError, ValidationError, isValidUnitName, validateUnitName } from '@fleet/core';
 
@@ -139,6 +139,21 @@ export class UnitDirectory {
       await rm(tmp, { force: true }).catch(() => undefined);
       throw fsError('write', target, err);
     }
+  }
+
+  /** The names among these that have a file here. */
+  async existing(names: readonly string[]): Promise<string[]> {
+    for (const n of names) validateUnitName(n);
+    const found = await mapLimit(names, IO_CONCURRENCY, async (name) => {
+      try {
+        await access(this.hostFile(name));
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+        throw fsError('access', this.hostFile(name), err);
+      }
+    });
+    return names.filter((_, i) => found[i]);
   }
 
   /** Removes the files of these units; missing files are fine. */

@@ -435,7 +435,8 @@ describe('SystemdManager over a fake bus', () => {
     assert.equal(bus.count('StopUnit'), 3);
     assert.deepEqual(
       bus.callsOf('DisableUnitFiles').map((c) => c.body),
-      [[['a.service', 'b.service', 'c.service'], true]],
+      [[['a.service', 'b.service'], true]],
+      'c.service has no file here: not ours, not disabled',
     );
     assert.equal(bus.count('ResetFailedUnit'), 3);
     assert.equal(bus.count('Reload'), 0, 'the caller reloads once');
@@ -444,7 +445,8 @@ describe('SystemdManager over a fake bus', () => {
 
   it('unload: a name DisableUnitFiles does not know falls back to one call per name', async () => {
     const m = make();
-    await m.writeAndLink([svc('a.service')]);
+    // z.service has a file, but its link was removed behind our back
+    await m.writeAndLink([svc('a.service'), svc('z.service')]);
     bus.calls.length = 0;
     // systemd fails the whole batch for one unknown name
     bus.errors.set('DisableUnitFiles', (body) =>
