@@ -1,1 +1,16 @@
-export {};
+export * from './argv.js';
+export * from './columns.js';
+export * from './command.js';
+export * from './errors.js';
+export * from './flags.js';
+export * from './global-options.js';
+export * from './help.js';
+export * from './io.js';
+export * from './journal-follow.js';
+export * from './main.js';
+export * from './session.js';
+export * from './ssh.js';
+export * from './tabwriter.js';
+export * from './unit-args.js';
+export * from './version.js';
+export * from './wait.js';
