@@ -72,7 +72,6 @@ export class Planner {
   /** Why a unit left a machine, by `name\nmachineID`. */
   private readonly removals = new Map<string, Reason>();
   private readonly scheduleReason: Reason[];
-  private readonly failReason: (string | undefined)[];
   private readonly failed = new Set<number>();
   private readonly queue: number[] = [];
   private readonly queued: Uint8Array;
@@ -93,7 +92,6 @@ export class Planner {
     this.initial = new Array<readonly number[] | undefined>(n);
     this.stayDone = new Uint8Array(n);
     this.scheduleReason = new Array<Reason>(n).fill(REASONS.placed);
-    this.failReason = new Array<string | undefined>(n);
     this.queued = new Uint8Array(n);
     // A safety net, not a semantic limit: with acyclic Replaces every takeover
     // pushes a unit strictly down the Replaces order, so this is never reached.
@@ -445,18 +443,22 @@ export class Planner {
       }
     }
     if (this.state.isPlaced(u)) this.succeeded(u);
-    else this.fail(u, this.explain(u));
+    else this.failed.add(u);
   }
 
   private placeOne(u: number): void {
     const unit = this.units[u]!;
-    if (this.machineCount === 0) return this.fail(u, UNPLACED.noLiveMachines);
-    if (unit.cycle !== undefined) return this.fail(u, UNPLACED.machineOfCycle(unit.cycle));
-    const waitingFor = this.unplacedPeer(u);
-    if (waitingFor !== undefined) return this.fail(u, UNPLACED.waitingForPeer(waitingFor));
+    // Why it fails is worded once the decision is complete (see explain).
+    if (this.machineCount === 0 || unit.cycle !== undefined || this.unplacedPeer(u) !== undefined) {
+      this.failed.add(u);
+      return;
+    }
     if (unit.replaceTargets.length > 0 && this.takeoversLeft > 0 && this.takeOver(u)) return;
     const m = this.choose(u);
-    if (m < 0) return this.fail(u, this.explain(u));
+    if (m < 0) {
+      this.failed.add(u);
+      return;
+    }
     this.state.add(u, m);
     this.scheduleReason[u] =
       unit.pinned !== undefined
@@ -595,20 +597,18 @@ export class Planner {
   // ----------------------------------------------------------------- reasons
 
   private succeeded(u: number): void {
-    this.failReason[u] = undefined;
     this.failed.delete(u);
-  }
-
-  private fail(u: number, reason: string): void {
-    this.failReason[u] = reason;
-    this.failed.add(u);
   }
 
   private removed(unit: string, machineID: string, reason: Reason): void {
     this.removals.set(`${unit}\n${machineID}`, reason);
   }
 
-  /** Words why `u` fits on no machine, naming the constraint that rules the last ones out. */
+  /**
+   * Words why `u` fits on no machine, naming the constraint that rules the last
+   * ones out. Called on the final placements, so that deciding again gives the
+   * same text (the engine rewrites a reason only when it changes).
+   */
   private explain(u: number): string {
     const unit = this.units[u]!;
     const req = unit.requirements;
@@ -707,7 +707,7 @@ export class Planner {
         const m = this.state.machineOf(u);
         const after = m >= 0 ? ids[m]! : undefined;
         if (before !== undefined) unschedule(name, before, after);
-        if (after === undefined) unplaced.set(name, this.failReason[u] ?? UNPLACED.noEligibleMachine);
+        if (after === undefined) unplaced.set(name, this.explain(u));
         else if (before?.has(after) !== true) {
           schedules.push({ kind: 'schedule', unit: name, machineID: after, reason: this.scheduleReason[u]! });
         }
@@ -715,7 +715,7 @@ export class Planner {
       }
       const after = this.state.machinesOf(u).map((m) => ids[m]!);
       if (before !== undefined) unschedule(name, before, new Set(after));
-      if (after.length === 0) unplaced.set(name, this.failReason[u] ?? UNPLACED.noEligibleMachine);
+      if (after.length === 0) unplaced.set(name, this.explain(u));
       for (const id of after) {
         if (before?.has(id) !== true)
           schedules.push({ kind: 'schedule', unit: name, machineID: id, reason: REASONS.global });
