@@ -72,6 +72,7 @@ class HttpFailure extends Error {
  */
 export class FakeFleetd {
   readonly units = new Map<string, Unit>();
+  /** Reported states keyed by `name` and `machineID` (a global unit has one per machine); listed in insertion order. */
   readonly states = new Map<string, UnitState>();
   readonly machines = new Map<string, Machine>();
   readonly requests: RecordedRequest[] = [];
@@ -108,6 +109,16 @@ export class FakeFleetd {
   /** Adds (or replaces) a live machine. */
   addMachine(machine: Machine): void {
     this.machines.set(machine.id, machine);
+  }
+
+  /** Adds or replaces the state a machine reports for a unit. */
+  setState(state: UnitState): void {
+    this.states.set(stateKey(state.name, state.machineID), state);
+  }
+
+  /** The first reported state of a unit (what `GET state/{name}` answers). */
+  stateOf(name: string): UnitState | undefined {
+    return [...this.states.values()].find((s) => s.name === name);
   }
 
   /** Adds a unit directly, as if submitted earlier. */
@@ -186,7 +197,8 @@ export class FakeFleetd {
       if (method === 'GET') return ok(this.getUnit(name));
       if (method === 'DELETE') {
         if (!this.units.delete(name)) throw new HttpFailure(404, 'unit does not exist');
-        this.states.delete(name);
+        this.pending.delete(name);
+        this.deleteStates(name);
         return undefined;
       }
       if (method === 'PUT') return this.putUnit(name, headers, body);
@@ -196,16 +208,14 @@ export class FakeFleetd {
       if (method !== 'GET') throw new HttpFailure(405, 'only GET supported against this resource');
       const machineID = query.get('machineID');
       const unitName = query.get('unitName');
-      const states = [...this.states.values()]
-        .filter(
-          (s) =>
-            (machineID === null || s.machineID === machineID) && (unitName === null || s.name === unitName),
-        )
-        .sort(byName);
+      const states = [...this.states.values()].filter(
+        (s) =>
+          (machineID === null || s.machineID === machineID) && (unitName === null || s.name === unitName),
+      );
       return ok(this.page('states', states, query));
     }
     if (resource === 'state' && name !== undefined) {
-      const state = this.states.get(name);
+      const state = this.stateOf(name);
       if (state === undefined) throw new HttpFailure(404, 'unit state does not exist');
       return ok(state);
     }
@@ -356,6 +366,10 @@ export class FakeFleetd {
     return out;
   }
 
+  private deleteStates(name: string): void {
+    for (const [key, state] of this.states) if (state.name === name) this.states.delete(key);
+  }
+
   private scheduleConverge(name: string): void {
     if (!this.converge) return;
     if (this.convergeAfterPolls === 0) this.apply(name);
@@ -379,15 +393,16 @@ export class FakeFleetd {
       delete next.unplacedReason;
       if (desired !== 'inactive') next.unplacedReason = reason ?? 'no machines in the cluster';
       this.units.set(name, next);
-      this.states.delete(name);
+      this.deleteStates(name);
       return;
     }
     const next: Unit = { ...unit, currentState: desired, machineID: machine };
     delete next.unplacedReason;
     this.units.set(name, next);
+    this.deleteStates(name);
     if (!this.publishStates) return;
     const launched = desired === 'launched';
-    this.states.set(name, {
+    this.setState({
       name,
       hash: unitHash(unit.options ?? []),
       machineID: machine,
@@ -396,6 +411,10 @@ export class FakeFleetd {
       systemdSubState: launched ? (this.launchedActiveState === 'active' ? 'running' : 'failed') : 'dead',
     });
   }
+}
+
+function stateKey(name: string, machineID: string | undefined): string {
+  return `${name}\u0000${machineID ?? ''}`;
 }
 
 function cmp(a: string, b: string): number {

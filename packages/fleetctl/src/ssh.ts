@@ -102,6 +102,7 @@ export function runSsh(io: Io, s: SshSettings, args: readonly string[]): Promise
   ensureKnownHostsDir(s);
   return new Promise((resolve, reject) => {
     const child = spawn(s.binary, args, {
+      env: { ...io.env },
       stdio: io.inheritStdio ? 'inherit' : ['ignore', 'pipe', 'pipe'],
     });
     child.stdout?.on('data', (d: Buffer) => io.stdout.write(d.toString('utf8')));
@@ -145,7 +146,10 @@ export async function openTunnel(io: Io, s: SshSettings, remote: string): Promis
     '--',
     bastion.host,
   ];
-  const child = spawn(s.binary, args, { stdio: [io.inheritStdio ? 'inherit' : 'ignore', 'ignore', 'pipe'] });
+  const child = spawn(s.binary, args, {
+    env: { ...io.env },
+    stdio: [io.inheritStdio ? 'inherit' : 'ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString('utf8')).slice(-2000);

@@ -49,6 +49,7 @@ Output the machines as JSON (id, primaryIP, metadata), for programs:
       description: "table (fleet's layout) or json (ours: the machines as the API returns them)",
     },
   ],
+  noArgs: true,
   async run(session, _args, flags) {
     const json = flags.output === 'json';
     const cols = json

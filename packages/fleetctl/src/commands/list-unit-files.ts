@@ -57,6 +57,7 @@ Or, choose the columns to display:
     LIST_UNIT_FILES_FIELDS.defaults,
     Object.keys(LIST_UNIT_FILES_FIELDS.fields).filter((f) => f !== 'tmachine'),
   ),
+  noArgs: true,
   async run(session, _args, flags) {
     const cols = selectFields(flags.fields as string, LIST_UNIT_FILES_FIELDS, (l) => session.err(l));
     const client = await session.client();

@@ -45,6 +45,7 @@ Output the list without ellipses:
 Or, choose the columns to display:
 	fleetctl list-units --fields=unit,machine`,
   flags: listingFlags('Unit', LIST_UNITS_FIELDS.defaults, Object.keys(LIST_UNITS_FIELDS.fields)),
+  noArgs: true,
   async run(session, _args, flags) {
     const cols = selectFields(flags.fields as string, LIST_UNITS_FIELDS, (l) => session.err(l));
     const client = await session.client();
