@@ -77,9 +77,13 @@ export class MachineIndex {
    */
   selector(requirement: ReadonlyMap<string, readonly string[]>): MetadataSelector {
     const keys = [...requirement.keys()].sort();
-    const canonical = keys
-      .map((k) => `${k}\u0000${[...new Set(requirement.get(k))].sort().join('\u0000')}`)
-      .join('\u0001');
+    const only = keys.length === 1 ? requirement.get(keys[0]!) : undefined;
+    const canonical =
+      only?.length === 1 // the usual `key=value`, without the sorting
+        ? `${keys[0]}\u0000${only[0]}`
+        : keys
+            .map((k) => `${k}\u0000${[...new Set(requirement.get(k))].sort().join('\u0000')}`)
+            .join('\u0001');
     let selector = this.selectors.get(canonical);
     if (selector !== undefined) return selector;
 

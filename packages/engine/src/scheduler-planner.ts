@@ -235,7 +235,7 @@ export class Planner {
     }
   }
 
-  /** Globals by name, then non-globals by MachineOf depth (peers first) and name. */
+  /** Globals by name, then non-globals by MachineOf depth (peers first) and name. Finds MachineOf cycles. */
   private rankUnits(): void {
     const n = this.units.length;
     const machineOf = stronglyConnected(n, (u) => this.units[u]!.peers);
@@ -262,8 +262,10 @@ export class Planner {
     let r = 0;
     for (let u = 0; u < n; u++) {
       const unit = this.units[u]!;
-      if (unit.global) {
-        this.globals.push(u);
+      if (unit.global) this.globals.push(u);
+      // A global with MachineOf peers is refused at submit; should one get here,
+      // it is ranked after its peers like any follower.
+      if (unit.global && unit.peers.length === 0) {
         this.rank[u] = r;
         this.byRank[r++] = u;
       } else (buckets[depth[u]!] ??= []).push(u);
@@ -300,6 +302,14 @@ export class Planner {
 
   // -------------------------------------------------------- current placements
 
+  /** A shared one-element list `[m]`. */
+  private justMachine(m: number): readonly number[] {
+    let list = this.singletons[m];
+    if (list === undefined) this.singletons[m] = list = [m];
+    return list;
+  }
+  private readonly singletons: (readonly number[] | undefined)[] = [];
+
   private readPlacements(): void {
     const placements = this.snapshot.placements;
     let seen = 0;
@@ -312,6 +322,15 @@ export class Planner {
       const u = this.activeAt[i]!;
       if (u < 0) {
         for (const id of ids) this.removed(name, id, REASONS.unitInactive);
+        continue;
+      }
+      if (ids.size === 1) {
+        // The common case, without allocating: one machine, live or not.
+        for (const id of ids) {
+          const m = this.machines.indexOf(id);
+          if (m === undefined) this.removed(name, id, REASONS.machineGone);
+          else this.initial[u] = this.justMachine(m);
+        }
         continue;
       }
       let live: number[] = [];

@@ -99,68 +99,85 @@ function acceptedRequirements(name: string, x: XFleet): Requirements {
   return parseRequirements([], name);
 }
 
-const cluster: fc.Arbitrary<SchedulerSnapshot> = fc
-  .record({
-    units: fc.uniqueArray(
-      fc.record({
-        name: fc.constantFrom(...NAMES),
-        state: fc.constantFrom<JobState>('launched', 'launched', 'loaded', 'inactive'),
-        x: xfleet,
-      }),
-      { selector: (u) => u.name, maxLength: NAMES.length },
-    ),
-    machines: fc.tuple(
-      ...MACHINE_IDS.map((id) =>
+/**
+ * Random clusters. `validated`: requirements and Replaces as submit accepts
+ * them; otherwise anything the parser reads, invalid combinations and
+ * Replaces cycles included.
+ */
+const clusterOf = (validated: boolean): fc.Arbitrary<SchedulerSnapshot> =>
+  fc
+    .record({
+      units: fc.uniqueArray(
         fc.record({
-          id: fc.constant(id),
-          live: fc.integer({ min: 0, max: 3 }).map((n) => n > 0),
-          region: fc.constantFrom(undefined, 'eu', 'us'),
-          disk: fc.constantFrom(undefined, 'ssd'),
+          name: fc.constantFrom(...NAMES),
+          state: fc.constantFrom<JobState>('launched', 'launched', 'loaded', 'inactive'),
+          x: xfleet,
         }),
+        { selector: (u) => u.name, maxLength: NAMES.length },
       ),
-    ),
-    placements: fc.array(
-      fc.tuple(fc.constantFrom(...NAMES), fc.subarray([...MACHINE_IDS, DEAD], { maxLength: 3 })),
-      {
-        maxLength: 8,
-      },
-    ),
-  })
-  .chain((c) => {
-    const live = c.machines.filter((m) => m.live);
-    // Machines in a random order: decide must not care.
-    return fc.tuple(fc.constant(c), fc.shuffledSubarray(live, { minLength: live.length }));
-  })
-  .map(([c, machineOrder]) => {
-    const units = new Map<string, SchedulerUnit>();
-    for (const u of c.units) {
-      units.set(u.name, {
-        name: u.name,
-        desiredState: u.state,
-        requirements: acceptedRequirements(u.name, u.x),
-      });
-    }
-    // Circular Replaces is refused at submit: break any cycle the generator made.
-    for (
-      let cycle = findReplacesCycle(replacesOf(units));
-      cycle;
-      cycle = findReplacesCycle(replacesOf(units))
-    ) {
-      const unit = units.get(cycle[0]!)!;
-      units.set(unit.name, { ...unit, requirements: { ...unit.requirements, replaces: [] } });
-    }
-    const machines = new Map(
-      machineOrder.map((m) => {
-        const metadata: Record<string, string> = {};
-        if (m.region !== undefined) metadata['region'] = m.region;
-        if (m.disk !== undefined) metadata['disk'] = m.disk;
-        return [m.id, { id: m.id, metadata }];
-      }),
-    );
-    const placements = new Map<string, Set<string>>();
-    for (const [name, ids] of c.placements) placements.set(name, new Set(ids));
-    return { units, machines, placements };
-  });
+      machines: fc.tuple(
+        ...MACHINE_IDS.map((id) =>
+          fc.record({
+            id: fc.constant(id),
+            live: fc.integer({ min: 0, max: 3 }).map((n) => n > 0),
+            region: fc.constantFrom(undefined, 'eu', 'us'),
+            disk: fc.constantFrom(undefined, 'ssd'),
+          }),
+        ),
+      ),
+      placements: fc.array(
+        fc.tuple(fc.constantFrom(...NAMES), fc.subarray([...MACHINE_IDS, DEAD], { maxLength: 3 })),
+        {
+          maxLength: 8,
+        },
+      ),
+    })
+    .chain((c) => {
+      const live = c.machines.filter((m) => m.live);
+      // Machines in a random order: decide must not care.
+      return fc.tuple(fc.constant(c), fc.shuffledSubarray(live, { minLength: live.length }));
+    })
+    .map(([c, machineOrder]) => {
+      const units = new Map<string, SchedulerUnit>();
+      for (const u of c.units) {
+        units.set(u.name, {
+          name: u.name,
+          desiredState: u.state,
+          requirements: validated ? acceptedRequirements(u.name, u.x) : rawRequirements(u.name, u.x),
+        });
+      }
+      // Circular Replaces is refused at submit: break any cycle the generator made.
+      for (
+        // (no-op when not validating)
+
+        let cycle = validated ? findReplacesCycle(replacesOf(units)) : undefined;
+        cycle;
+        cycle = findReplacesCycle(replacesOf(units))
+      ) {
+        const unit = units.get(cycle[0]!)!;
+        units.set(unit.name, { ...unit, requirements: { ...unit.requirements, replaces: [] } });
+      }
+      const machines = new Map(
+        machineOrder.map((m) => {
+          const metadata: Record<string, string> = {};
+          if (m.region !== undefined) metadata['region'] = m.region;
+          if (m.disk !== undefined) metadata['disk'] = m.disk;
+          return [m.id, { id: m.id, metadata }];
+        }),
+      );
+      const placements = new Map<string, Set<string>>();
+      for (const [name, ids] of c.placements) placements.set(name, new Set(ids));
+      return { units, machines, placements };
+    });
+
+const cluster = clusterOf(true);
+
+function rawRequirements(name: string, x: XFleet): Requirements {
+  return parseRequirements(
+    parseUnitFile(`[Service]\nExecStart=/bin/true\n[X-Fleet]\n${body(x, new Set())}\n`),
+    name,
+  );
+}
 
 function replacesOf(units: ReadonlyMap<string, SchedulerUnit>): Map<string, Pick<Requirements, 'replaces'>> {
   return new Map([...units].map(([n, u]) => [n, u.requirements]));
@@ -222,6 +239,15 @@ describe('decide properties (random clusters)', () => {
             assert.ok(moves.has(t.reason), `${t.unit} left ${t.machineID}: ${t.reason}`);
           }
         }
+      }),
+      RUNS,
+    );
+  });
+
+  it('unvalidated input (invalid combinations, Replaces cycles): decide terminates and keeps the invariants', () => {
+    fc.assert(
+      fc.property(clusterOf(false), (snap) => {
+        assertInvariants(snap, decide(snap));
       }),
       RUNS,
     );

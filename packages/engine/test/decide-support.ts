@@ -45,18 +45,23 @@ export function placementsOf(placements: ReadonlyMap<string, ReadonlySet<string>
   return out;
 }
 
-/** A deterministic shuffle (mulberry32), so a failing order can be replayed. */
-export function shuffled<T>(items: readonly T[], seed: number): T[] {
+/** A deterministic PRNG (mulberry32) giving floats in [0, 1), so a failing case can be replayed. */
+export function random(seed: number): () => number {
   let a = seed >>> 0;
-  const random = (): number => {
+  return () => {
     a = (a + 0x6d2b79f5) | 0;
     let t = Math.imul(a ^ (a >>> 15), 1 | a);
     t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** A deterministic shuffle. */
+export function shuffled<T>(items: readonly T[], seed: number): T[] {
+  const next = random(seed);
   const out = [...items];
   for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
+    const j = Math.floor(next() * (i + 1));
     [out[i], out[j]] = [out[j]!, out[i]!];
   }
   return out;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type JobState, parseRequirements, parseUnitFile } from '@fleet/core';
 import { type Decision, REASONS, type SchedulerSnapshot, type SchedulerUnit, decide } from '@fleet/engine';
-import { applyTasks, assertInvariants, placementsOf, shuffled } from './decide-support.js';
+import { applyTasks, assertInvariants, placementsOf, random, shuffled } from './decide-support.js';
 
 /** A test cluster: units by name with their [X-Fleet] body, live machines, current placements. */
 interface Spec {
@@ -1028,4 +1028,75 @@ describe('decisions', () => {
     assert.deepEqual([...snap.placements], [['a.service', new Set(['m9'])]]);
     assert.equal(snap.units.size, 1);
   });
+});
+
+describe('larger clusters (indexes, trees, many conflicts)', () => {
+  /** A seeded mixed cluster, big enough that metadata selectors use load trees (> 32 machines). */
+  function mixed(seed: number): Spec {
+    const next = random(seed);
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!;
+    const machines: Record<string, Record<string, string>> = {};
+    for (let i = 0; i < 90; i++) {
+      const id =
+        Math.floor(next() * 0xffffffff)
+          .toString(16)
+          .padStart(8, '0') + String(i).padStart(4, '0');
+      machines[id] = next() < 0.9 ? { region: pick(['eu', 'us']), disk: pick(['ssd', 'hdd']) } : {};
+    }
+    const units: Record<string, string> = {};
+    for (let g = 0; g < 40; g++) {
+      const size = 1 + Math.floor(next() * 6);
+      for (let k = 0; k < size; k++) units[`web-${g}.${k}.service`] = `Conflicts=web-${g}.*.service`;
+    }
+    const apps: string[] = [];
+    for (let i = 0; i < 150; i++) {
+      const name = `app-${i}.service`;
+      apps.push(name);
+      units[name] = next() < 0.3 ? `MachineMetadata=region=${pick(['eu', 'us'])}` : '';
+    }
+    for (let i = 0; i < 40; i++) units[`side-${i}.service`] = `MachineOf=${pick(apps)}`;
+    for (let i = 0; i < 30; i++) units[`reg-${i}.service`] = 'MachineMetadata="region=eu" "disk=ssd"';
+    for (let i = 0; i < 5; i++) units[`new-${i}.service`] = `Replaces=${pick(apps)}`;
+    units['agent.service'] = 'Global=true\nMachineMetadata=disk=ssd\nConflicts=web-0.*.service';
+    units['log.service'] = 'Global=true';
+    units['canary.service'] = 'Conflicts=*.service';
+    const states: Record<string, JobState> = {};
+    for (const name of Object.keys(units)) if (next() < 0.1) states[name] = pick(['inactive', 'loaded']);
+    return { units, machines, states };
+  }
+
+  for (const seed of [1, 2, 3]) {
+    it(`seed ${seed}: cold start, then steady, then a machine lost and one added`, () => {
+      const spec = mixed(seed);
+      const cold = snapshot(spec);
+      const first = decide(cold);
+      assert.ok(first.tasks.length > 300, 'most units are placed');
+      const settled = { ...cold, placements: assertInvariants(cold, first) };
+
+      const ids = [...settled.machines.keys()].sort();
+      const busiest = ids.reduce((a, b) =>
+        [...settled.placements.values()].filter((ms) => ms.has(b)).length >
+        [...settled.placements.values()].filter((ms) => ms.has(a)).length
+          ? b
+          : a,
+      );
+      const machines = new Map(settled.machines);
+      machines.delete(busiest);
+      machines.set('ffffffff0000', { id: 'ffffffff0000', metadata: { region: 'eu', disk: 'ssd' } });
+      const next = { ...settled, machines };
+      const second = decide(next);
+      assertInvariants(next, second);
+      // Only units of the lost machine move, plus their MachineOf followers and
+      // units a re-placed replacer takes the machine of.
+      for (const t of second.tasks) {
+        if (t.kind === 'unschedule') {
+          assert.ok(
+            [REASONS.machineGone, REASONS.peerNotHere, REASONS.replaced].some((r) => r === t.reason),
+            `${t.unit}: ${t.reason}`,
+          );
+        }
+      }
+      assert.ok(second.tasks.some((t) => t.kind === 'schedule' && t.machineID === 'ffffffff0000'));
+    });
+  }
 });
