@@ -153,8 +153,10 @@ export class FakeUnitManager implements UnitManager {
 
   // --- UnitManager ---
 
+  /** Connects; after close() this reconnects to the same "systemd" (its units kept running meanwhile). */
   async start(): Promise<void> {
     this.calls.start++;
+    this.closed = false;
     this.check();
   }
 

@@ -36,14 +36,7 @@ describe('agent reconcile loop (in-memory registry, fake systemd)', () => {
   const unplace = (unit: string) => kv.txn([], [{ type: 'delete', key: registry.keys.placement(ME, unit) }]);
   const startAgent = async (leaseID: () => string | undefined = () => session.lease.id) => {
     // systemd outlives fleetd: a stopped agent disconnects, the fake "systemd" keeps its units.
-    const connection = new Proxy(manager, {
-      get(target, prop) {
-        if (prop === 'close') return async () => undefined;
-        const v: unknown = Reflect.get(target, prop);
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
-    const agent = new Agent({ registry, machineID: ME, manager: connection, leaseID, retryDelayMs: 20 });
+    const agent = new Agent({ registry, machineID: ME, manager, leaseID, retryDelayMs: 20 });
     agents.push(agent);
     await agent.start();
     return agent;
