@@ -8,7 +8,7 @@
  * only reacts to signals. Timings are printed as `timing:` lines.
  */
 import assert from 'node:assert/strict';
-import { access, readFile } from 'node:fs/promises';
+import { access, lstat, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { UnavailableError } from '@fleet/core';
@@ -102,8 +102,13 @@ describe('SystemdManager against systemd in a fleet-lab machine', { skip: !isRoo
     await heardState(unit.name, 'loaded active/running');
     timings['start → listener heard active (1 unit)'] = ms(t0);
 
+    // linked as a runtime unit: /run/systemd/system/<name> → our file
     assert.equal(
       await systemctl('show', '-p', 'FragmentPath', '--value', unit.name),
+      `/run/systemd/system/${unit.name}`,
+    );
+    assert.equal(
+      await readlink(join(machine.rootPath, '/run/systemd/system', unit.name)),
       `${UNITS_DIR}/${unit.name}`,
     );
     assert.equal(await systemctl('is-active', unit.name), 'active');
@@ -134,7 +139,10 @@ describe('SystemdManager against systemd in a fleet-lab machine', { skip: !isRoo
     await m.writeAndLink([unit]);
     await m.reload();
     assert.equal(await systemctl('is-enabled', unit.name), 'enabled-runtime');
-    await access(join(machine.rootPath, '/run/systemd/system/multi-user.target.wants', unit.name));
+    assert.equal(
+      await readlink(join(machine.rootPath, '/run/systemd/system/multi-user.target.wants', unit.name)),
+      `${UNITS_DIR}/${unit.name}`,
+    );
     const plain = service('sm-plain.service');
     await m.writeAndLink([plain]);
     await m.reload();
@@ -150,9 +158,10 @@ describe('SystemdManager against systemd in a fleet-lab machine', { skip: !isRoo
     for (const name of names) {
       await assert.rejects(access(hostFile(name)), /ENOENT/);
     }
-    await assert.rejects(
-      access(join(machine.rootPath, '/run/systemd/system/multi-user.target.wants/sm-installed.service')),
-    );
+    // lstat, not access: a link's target is a path inside the machine, which access would follow on the host
+    const link = (path: string) => lstat(join(machine.rootPath, path));
+    await assert.rejects(link('/run/systemd/system/multi-user.target.wants/sm-installed.service'), /ENOENT/);
+    await assert.rejects(link('/run/systemd/system/sm-plain.service'), /ENOENT/);
     await m.reload();
     for (const name of names) await heardState(name, 'not-found inactive/dead');
     const s = await m.statuses(names);
