@@ -295,8 +295,8 @@ export class SystemdManager implements UnitManager {
   }
 
   /**
-   * fleet's unload: stop, DisableUnitFiles(runtime) in one call, ResetFailedUnit,
-   * remove the file; the caller reloads once afterwards. A unit whose stop
+   * fleet's unload: stop, DisableUnitFiles(runtime) in one call, ResetFailedUnit
+   * (for the units that are failed), remove the file; the caller reloads once afterwards. A unit whose stop
    * failed (other than "no such unit") keeps its file, so a later pass still
    * knows it is ours; the first such error is rethrown at the end.
    */
@@ -315,7 +315,10 @@ export class SystemdManager implements UnitManager {
       // make systemd reject the whole DisableUnitFiles batch.
       const ours = await this.directory.existing(stopped);
       if (ours.length > 0) await this.disable(ours);
-      await Promise.all(stopped.map((name) => this.resetFailed(name)));
+      // fleet reset every unit; only failed ones have anything to reset, and
+      // one ListUnitsByNames is cheaper than a ResetFailedUnit per unit.
+      const failed = [...(await this.listUnits(stopped)).values()].filter((s) => s.activeState === 'failed');
+      await Promise.all(failed.map((s) => this.resetFailed(s.name)));
       await this.directory.remove(stopped);
     }
     if (firstError !== undefined) throw firstError;

@@ -177,7 +177,9 @@ describe('SystemdManager against systemd in a fleet-lab machine', { skip: !isRoo
     await m.startUnit(unit.name);
     await heardState(unit.name, 'loaded failed/failed');
     assert.equal((await m.statuses([unit.name])).get(unit.name)?.activeState, 'failed');
+    const resets = calls('ResetFailedUnit');
     await m.unload([unit.name]);
+    assert.equal(calls('ResetFailedUnit') - resets, 1);
     await m.reload();
     await heardState(unit.name, 'not-found inactive/dead');
   });
@@ -275,6 +277,7 @@ describe('SystemdManager against systemd in a fleet-lab machine', { skip: !isRoo
   it('unload 200 in one batch: ONE DisableUnitFiles, then one reload; all not-found', async () => {
     const names = [...watched].filter((n) => n.startsWith('sm-batch-'));
     const disableBefore = calls('DisableUnitFiles');
+    const resetBefore = calls('ResetFailedUnit');
     const t = process.hrtime.bigint();
     await m.unload(names);
     await m.reload();
@@ -282,6 +285,7 @@ describe('SystemdManager against systemd in a fleet-lab machine', { skip: !isRoo
     // sm-batch-000's link was already gone: the batch fails once, then per-name calls
     const disables = calls('DisableUnitFiles') - disableBefore;
     assert.ok(disables === 1 || disables === 1 + names.length, `DisableUnitFiles calls: ${disables}`);
+    assert.equal(calls('ResetFailedUnit') - resetBefore, 0, 'none was failed: no ResetFailedUnit');
     await eventually(() => names.every((n) => state(n) === 'not-found inactive/dead') || undefined, {
       timeoutMs: 20_000,
       message: 'all 200 heard not-found inactive',

@@ -425,20 +425,27 @@ describe('SystemdManager over a fake bus', () => {
     await m.stopUnit('b.service');
   });
 
-  it('unload: stop each, ONE DisableUnitFiles(runtime), reset-failed each (errors ignored), files removed', async () => {
+  it('unload: stop each, ONE DisableUnitFiles(runtime), reset-failed the failed ones (errors ignored), files removed', async () => {
     const m = make();
-    await m.writeAndLink([svc('a.service'), svc('b.service')]);
+    await m.writeAndLink([svc('a.service'), svc('b.service'), svc('d.service')]);
+    bus.units.set('a.service', ['loaded', 'deactivating', 'stop']);
+    bus.units.set('b.service', ['loaded', 'failed', 'failed']);
+    bus.units.set('d.service', ['loaded', 'failed', 'failed']);
     bus.calls.length = 0;
     bus.errors.set('ResetFailedUnit', fail('org.freedesktop.systemd1.NoSuchUnit', 'not loaded', 'b.service'));
     bus.errors.set('StopUnit', fail('org.freedesktop.systemd1.NoSuchUnit', 'not loaded', 'c.service'));
-    await m.unload(['a.service', 'b.service', 'c.service']);
-    assert.equal(bus.count('StopUnit'), 3);
+    await m.unload(['a.service', 'b.service', 'c.service', 'd.service']);
+    assert.equal(bus.count('StopUnit'), 4);
     assert.deepEqual(
       bus.callsOf('DisableUnitFiles').map((c) => c.body),
-      [[['a.service', 'b.service'], true]],
+      [[['a.service', 'b.service', 'd.service'], true]],
       'c.service has no file here: not ours, not disabled',
     );
-    assert.equal(bus.count('ResetFailedUnit'), 3);
+    assert.equal(bus.count('ListUnitsByNames'), 1);
+    assert.deepEqual(
+      bus.callsOf('ResetFailedUnit').map((c) => c.body[0]),
+      ['b.service', 'd.service'],
+    );
     assert.equal(bus.count('Reload'), 0, 'the caller reloads once');
     assert.deepEqual([...(await m.readUnitFiles()).keys()], []);
   });
