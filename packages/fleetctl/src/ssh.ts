@@ -158,9 +158,12 @@ export async function openTunnel(io: Io, s: SshSettings, remote: string): Promis
   child.on('error', (err) => (exited = err.message));
   child.on('exit', (code) => (exited ??= `ssh exited with status ${code ?? 'unknown'}`));
   const close = (): void => {
+    process.removeListener('exit', close);
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });
   };
+  // Also when the process ends without reaching Session.close (an uncaught signal handler, exit()).
+  process.once('exit', close);
   const deadline = Date.now() + s.timeoutSec * 1000 + 1000;
   while (!existsSync(socketPath)) {
     const last = stderr.trim().split('\n').at(-1) ?? '';

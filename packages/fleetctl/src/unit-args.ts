@@ -44,10 +44,15 @@ export function unitArg(arg: string, cwd: string): UnitArg {
   return { arg, file, path: resolve(cwd, file), name };
 }
 
-/** Names of the arguments, checked; usage error when there are none. */
+/** The arguments' units, checked, each name once; usage error when there are none. */
 export function unitArgs(args: readonly string[], cwd: string): UnitArg[] {
   if (args.length === 0) throw new UsageError('No units given');
-  return args.map((a) => unitArg(a, cwd));
+  const byName = new Map<string, UnitArg>();
+  for (const a of args) {
+    const u = unitArg(a, cwd);
+    if (!byName.has(u.name)) byName.set(u.name, u);
+  }
+  return [...byName.values()];
 }
 
 /** Unit options read from somewhere, and where, for messages. */

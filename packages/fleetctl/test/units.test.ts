@@ -152,6 +152,17 @@ describe('start, load, stop, unload, destroy, restart', () => {
     assert.equal(puts[1], '{"desiredState":"launched","name":"hello.service"}');
   });
 
+  it('names one unit once, however it is spelled', async () => {
+    c.write('hello.service', HELLO);
+    const r = await c.run(['start', 'hello', './hello.service', 'hello.service']);
+    assert.deepEqual(r, {
+      code: 0,
+      stdout: 'Unit hello.service launched on 960a9f62.../192.168.2.52\n',
+      stderr: '',
+    });
+    assert.equal(c.fake.requestsTo('PUT', '/fleet/v1/units/').length, 2);
+  });
+
   it('start --no-block only triggers', async () => {
     c.write('hello.service', HELLO);
     const r = await c.run(['start', '--no-block', 'hello.service']);
