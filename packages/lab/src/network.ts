@@ -80,6 +80,11 @@ export async function releaseSubnet(octet: number): Promise<void> {
   await unlink(`${SUBNET_DIR}/${octet}`).catch(() => undefined);
 }
 
+/** The bridge's fixed MAC address: locally administered, unique per subnet. */
+export function bridgeMac(octet: number): string {
+  return `02:00:ac:1f:${octet.toString(16).padStart(2, '0')}:01`;
+}
+
 /**
  * Creates the hub: a holder process (`sleep infinity`) in a new network
  * namespace, with the bridge inside and the host's link onto it. The
@@ -116,6 +121,11 @@ export async function createHub(options: {
       'link set lo up',
       // No STP and no forwarding delay: ports forward as soon as they are up.
       `link add ${BRIDGE} type bridge stp_state 0 forward_delay 0`,
+      // A bridge without its own address takes the lowest of its ports' and
+      // changes it when ports come and go (a machine restarts or is added),
+      // leaving stale ARP entries for the etcd address on the host and in
+      // every machine. A fixed, locally administered address never changes.
+      `link set ${BRIDGE} address ${bridgeMac(options.octet)}`,
       `addr add ${subnetAddress(options.octet, HUB_HOST_OCTET)}/24 dev ${BRIDGE}`,
       `link set ${BRIDGE} up`,
     ],
