@@ -358,16 +358,19 @@ export class FakeUnitManager implements UnitManager {
     return this.loaded.get(name);
   }
 
-  /** The unit's current status, synchronously (what statuses() would return). */
+  /**
+   * The unit's current status, synchronously (what statuses() would return).
+   * Without mainPID, like the adapter's statuses (systemd has no batched
+   * MainPID query): use {@link mainPID}.
+   */
   status(name: string): UnitStatus {
     const state = this.runtime.get(name);
-    const status: UnitStatus = {
+    return {
       name,
       loadState: this.loaded.has(name) ? 'loaded' : 'not-found',
       activeState: state?.activeState ?? 'inactive',
       subState: state?.subState ?? 'dead',
     };
-    return state !== undefined && state.mainPID > 0 ? { ...status, mainPID: state.mainPID } : status;
   }
 
   // --- internals ---
