@@ -6,7 +6,7 @@
  * first one down and checks that nothing it created remains.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -89,10 +89,14 @@ describe('fleet-lab: a 3-machine cluster with real systemd and etcd', () => {
         '',
       ].join('\n'),
     );
+    // Stands for a checkout under /tmp (as CI may clone): kept visible inside machines.
+    await mkdir(join(work, 'checkout'));
+    await writeFile(join(work, 'checkout/README'), 'from the host\n');
     const started = Date.now();
     cluster = await startCluster({
       name,
       machines: 3,
+      keepPaths: [CHECKOUT, join(work, 'checkout')],
       serviceFiles: [service],
       machineEnv: (m) => ({ FLEET_METADATA: `index=${m.index}` }),
       machineFiles: (m) => ({ '/etc/fleet-lab-test': `file of ${m.name}\n` }),
@@ -182,9 +186,17 @@ describe('fleet-lab: a 3-machine cluster with real systemd and etcd', () => {
     for (const url of c().hostEtcdEndpoints) assert.ok(await etcdHealthyFromHost(url), `host reaches ${url}`);
   });
 
-  it('shows the project checkout inside machines at the same path', async () => {
+  it('shows the project checkout inside machines at the same path, even below the private /tmp', async () => {
     const r = await c().exec('m1', ['test', '-f', join(CHECKOUT, 'packages/lab/package.json')]);
     assert.equal(r.code, 0);
+    const kept = join(work, 'checkout');
+    // The machine's boot emptied its own /tmp around the kept directory, not through it.
+    assert.equal((await c().exec('m1', ['cat', join(kept, 'README')])).stdout, 'from the host\n');
+    assert.equal((await c().exec('m2', ['sh', '-c', `echo built > ${kept}/out`])).code, 0);
+    assert.equal(await readFile(join(kept, 'out'), 'utf8'), 'built\n', 'writes reach the host');
+    assert.equal(await readFile(join(kept, 'README'), 'utf8'), 'from the host\n');
+    const others = await c().exec('m1', ['ls', '-A', '/tmp']);
+    assert.doesNotMatch(others.stdout, /fleet-lab-canary/, "the host's other /tmp files are not visible");
   });
 
   it('starts a runtime unit over D-Bus from the host', async () => {
