@@ -70,23 +70,39 @@ export async function transition(
   return EXIT_OK;
 }
 
+/** The named units from one read of the whole list, and the names that are not in it. */
+export interface FoundUnits {
+  readonly client: FleetClient;
+  readonly found: Unit[];
+  readonly missing: string[];
+}
+
 /**
- * The named units from one read of the whole list (what fleet's stop, unload
- * and destroy read). Missing names are returned separately.
+ * Resolves unit arguments against one read of the whole unit list (what
+ * fleet's stop, unload, restart and destroy read); a failed read becomes
+ * `<errorPrefix>: <why>`.
  */
 export async function findUnits(
-  client: FleetClient,
-  names: readonly string[],
-): Promise<{ found: Unit[]; missing: string[] }> {
-  const all = new Map((await client.listUnits()).map((u) => [u.name, u]));
+  session: Session,
+  args: readonly string[],
+  errorPrefix: string,
+): Promise<FoundUnits> {
+  const names = unitArgs(args, session.io.cwd).map((u) => u.name);
+  const client = await session.client();
+  let all: Map<string, Unit>;
+  try {
+    all = new Map((await client.listUnits()).map((u) => [u.name, u]));
+  } catch (err) {
+    throw failure(errorPrefix, err);
+  }
   const found: Unit[] = [];
   const missing: string[] = [];
-  for (const name of new Set(names)) {
+  for (const name of names) {
     const u = all.get(name);
     if (u === undefined) missing.push(name);
     else found.push(u);
   }
-  return { found, missing };
+  return { client, found, missing };
 }
 
 /**
@@ -136,14 +152,7 @@ export async function transitionExisting(
   flags: CommandFlags,
   verb: 'stop' | 'unload',
 ): Promise<number> {
-  const names = unitArgs(args, session.io.cwd).map((u) => u.name);
-  const client = await session.client();
-  let lookup;
-  try {
-    lookup = await findUnits(client, names);
-  } catch (err) {
-    throw failure(errorPrefix(verb), err);
-  }
+  const lookup = await findUnits(session, args, errorPrefix(verb));
   const problems = lookup.missing.map((n) => `Unit ${n} does not exist.`);
   if (verb === 'stop') {
     for (const u of lookup.found) {
@@ -154,5 +163,5 @@ export async function transitionExisting(
   }
   for (const p of problems) session.err(p);
   if (problems.length > 0) return EXIT_FAILURE;
-  return transition(session, client, lookup.found, verb, blockAttempts(flags));
+  return transition(session, lookup.client, lookup.found, verb, blockAttempts(flags));
 }

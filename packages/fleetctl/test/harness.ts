@@ -61,6 +61,17 @@ Requires=docker.service
 ExecStart=/usr/bin/docker run busybox /bin/sh -c "while true; do echo Hello World; sleep 1; done"
 `;
 
+/** The walkthrough's replicas (without Docker): no two on one machine. */
+export const APACHE = `[Unit]
+Description=My Apache Frontend
+
+[Service]
+ExecStart=/bin/sh -c "while true; do echo apache; sleep 2; done"
+
+[X-Fleet]
+X-Conflicts=apache.*.service
+`;
+
 /** Starts a fake fleetd (unix socket unless `tcp`) with the story's two machines. */
 export async function startCluster(
   options: FakeFleetdOptions & { tcp?: boolean; machines?: boolean } = {},

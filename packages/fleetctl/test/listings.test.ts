@@ -1,17 +1,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { parseUnitFile, unitHash } from '@fleet/core';
-import { HELLO, MACHINE_A, MACHINE_B, expandTabs, startCluster, type Cluster } from './harness.js';
-
-const APACHE = `[Unit]
-Description=My Apache Frontend
-
-[Service]
-ExecStart=/bin/sh -c "while true; do echo apache; sleep 2; done"
-
-[X-Fleet]
-X-Conflicts=apache.*.service
-`;
+import { APACHE, HELLO, MACHINE_A, MACHINE_B, expandTabs, startCluster, type Cluster } from './harness.js';
 
 let c: Cluster;
 beforeEach(async () => {

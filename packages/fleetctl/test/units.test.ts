@@ -3,17 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { parseUnitFile, serializeUnitOptions, unitHash } from '@fleet/core';
-import { HELLO, startCluster, type Cluster } from './harness.js';
-
-const APACHE = `[Unit]
-Description=My Apache Frontend
-
-[Service]
-ExecStart=/bin/sh -c "while true; do echo apache; sleep 2; done"
-
-[X-Fleet]
-X-Conflicts=apache.*.service
-`;
+import { APACHE, HELLO, startCluster, type Cluster } from './harness.js';
 
 let c: Cluster;
 beforeEach(async () => {

@@ -1,9 +1,8 @@
 import { ApiError } from '@fleet/client';
 import { errorMessage } from '@fleet/core';
 import type { CommandSpec } from '../command.js';
-import { EXIT_FAILURE, EXIT_OK, failure } from '../errors.js';
+import { EXIT_FAILURE, EXIT_OK } from '../errors.js';
 import { findUnits } from '../transitions.js';
-import { unitArgs } from '../unit-args.js';
 
 export const destroyCommand: CommandSpec = {
   name: 'destroy',
@@ -16,19 +15,12 @@ Instructs systemd on the host machine to stop the unit, deferring to systemd com
 Destroyed units are impossible to start unless re-submitted. Destroying a unit that does not exist only prints a warning: the goal, no such unit, is met.`,
   flags: [],
   async run(session, args) {
-    const names = unitArgs(args, session.io.cwd).map((u) => u.name);
-    const client = await session.client();
-    let lookup;
-    try {
-      lookup = await findUnits(client, names);
-    } catch (err) {
-      throw failure('Error destroying units', err);
-    }
+    const lookup = await findUnits(session, args, 'Error destroying units');
     for (const name of lookup.missing) session.err(`WARNING: Unit ${name} does not exist`);
     let exit = EXIT_OK;
     for (const u of lookup.found) {
       try {
-        await client.destroyUnit(u.name);
+        await lookup.client.destroyUnit(u.name);
       } catch (err) {
         if (err instanceof ApiError && err.status === 404) {
           session.err(`WARNING: Unit ${u.name} does not exist`);

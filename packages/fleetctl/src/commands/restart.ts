@@ -2,9 +2,8 @@ import { errorMessage } from '@fleet/core';
 import type { CommandSpec } from '../command.js';
 import { isGlobalUnit } from '../columns.js';
 import { blockAttemptsFlag } from '../common-flags.js';
-import { EXIT_FAILURE, EXIT_OK, failure } from '../errors.js';
+import { EXIT_FAILURE, EXIT_OK } from '../errors.js';
 import { findUnits, transition } from '../transitions.js';
-import { unitArgs } from '../unit-args.js';
 import { blockAttempts } from '../wait.js';
 
 export const restartCommand: CommandSpec = {
@@ -19,14 +18,8 @@ Restart a single unit:
 	fleetctl restart foo.service`,
   flags: [blockAttemptsFlag('stopped, then started')],
   async run(session, args, flags) {
-    const names = unitArgs(args, session.io.cwd).map((u) => u.name);
-    const client = await session.client();
-    let lookup;
-    try {
-      lookup = await findUnits(client, names);
-    } catch (err) {
-      throw failure('Error restarting units', err);
-    }
+    const lookup = await findUnits(session, args, 'Error restarting units');
+    const { client } = lookup;
     const problems = lookup.missing.map((n) => `Unit ${n} does not exist.`);
     for (const u of lookup.found) {
       const active =
