@@ -1,17 +1,18 @@
 import type { LoadTree } from './scheduler-load-tree.js';
 
-/** What the placement state needs to know about a unit to check conflicts. */
-export interface ConflictProfile {
-  readonly global: boolean;
+/** What the placement state needs to know about units to check conflicts, by unit index. */
+export interface ConflictIndex {
+  /** 1 for a global unit (placed on many machines). */
+  readonly global: Uint8Array;
   /**
-   * Units named by the unit's literal Conflicts/Replaces globs (never itself).
+   * Units named by each unit's literal Conflicts/Replaces globs (never itself).
    * Replaces counts as a conflict: a unit and the one it replaces never share a machine.
    */
-  readonly litTargets: readonly number[];
-  /** Ids of the unit's wildcard Conflicts/Replaces globs. */
-  readonly wildGlobs: readonly number[];
-  /** Ids of the wildcard globs (of any unit) that match this unit's name. */
-  readonly matchedBy: readonly number[];
+  readonly litTargets: readonly (readonly number[])[];
+  /** Ids of each unit's wildcard Conflicts/Replaces globs. */
+  readonly wildGlobs: readonly (readonly number[])[];
+  /** Ids of the wildcard globs (of any unit) that match each unit's name. */
+  readonly matchedBy: readonly (readonly number[])[];
 }
 
 /**
@@ -41,14 +42,25 @@ export class PlacementState {
   private readonly litBlocked = new Map<number, number>();
   private readonly holders = new Map<number, number>();
   private readonly matches = new Map<number, number>();
+  /**
+   * How many machines have a nonzero counter, per unit (litBlocked) or glob
+   * (holders, matches): when one reaches the machine count, a unit it concerns
+   * conflicts everywhere, and {@link blockedEverywhere} says so without
+   * visiting every machine (oversubscribed replicas, a conflicting global).
+   */
+  private readonly litBlockedOn = new Map<number, number>();
+  private readonly holdersOn = new Map<number, number>();
+  private readonly matchesOn = new Map<number, number>();
 
   constructor(
-    private readonly units: readonly ConflictProfile[],
+    private readonly units: ConflictIndex,
+    private readonly unitCount: number,
     private readonly machineCount: number,
   ) {
     this.load = new Int32Array(machineCount);
-    this.single = new Int32Array(units.length).fill(-1);
-    this.multi = units.map((u) => (u.global ? new Set<number>() : undefined));
+    this.single = new Int32Array(unitCount).fill(-1);
+    this.multi = new Array<Set<number> | undefined>(unitCount).fill(undefined);
+    for (let u = 0; u < unitCount; u++) if (units.global[u] === 1) this.multi[u] = new Set();
     this.treesOf = Array.from({ length: machineCount }, () => []);
   }
 
@@ -84,12 +96,27 @@ export class PlacementState {
 
   /** True if unit `u` (not placed on `m`) would conflict with a unit placed on `m`. */
   conflicts(u: number, m: number): boolean {
-    const unit = this.units[u]!;
-    for (const t of unit.litTargets) if (this.isOn(t, m)) return true;
+    const units = this.units;
+    for (const t of units.litTargets[u]!) if (this.isOn(t, m)) return true;
     const n = this.machineCount;
-    for (const g of unit.wildGlobs) if (this.matches.has(g * n + m)) return true;
+    for (const g of units.wildGlobs[u]!) if (this.matches.has(g * n + m)) return true;
     if (this.litBlocked.has(u * n + m)) return true;
-    for (const g of unit.matchedBy) if (this.holders.has(g * n + m)) return true;
+    for (const g of units.matchedBy[u]!) if (this.holders.has(g * n + m)) return true;
+    return false;
+  }
+
+  /**
+   * True if one of `u`'s own conflict sources alone rules out every machine: a
+   * cheap sufficient test for "nowhere to go". False does not promise a place.
+   */
+  blockedEverywhere(u: number): boolean {
+    const n = this.machineCount;
+    if (n === 0) return true;
+    const units = this.units;
+    for (const t of units.litTargets[u]!) if (this.multi[t]?.size === n) return true;
+    for (const g of units.wildGlobs[u]!) if (this.matchesOn.get(g) === n) return true;
+    if (this.litBlockedOn.get(u) === n) return true;
+    for (const g of units.matchedBy[u]!) if (this.holdersOn.get(g) === n) return true;
     return false;
   }
 
@@ -121,13 +148,12 @@ export class PlacementState {
    */
   conflictingUnitsOn(u: number, m: number, limit: number): number[] {
     const found: number[] = [];
-    const unit = this.units[u]!;
-    for (const t of unit.litTargets) {
+    for (const t of this.units.litTargets[u]!) {
       if (found.length < limit && this.isOn(t, m)) found.push(t);
     }
     for (const v of this.unitsOn(m)) {
       if (found.length >= limit) break;
-      if (v !== u && !found.includes(v) && this.pairConflicts(unit, u, v)) found.push(v);
+      if (v !== u && !found.includes(v) && this.pairConflicts(u, v)) found.push(v);
     }
     return found;
   }
@@ -136,7 +162,7 @@ export class PlacementState {
   unitsOn(m: number): ReadonlySet<number> {
     if (this.byMachine === undefined) {
       const byMachine = Array.from({ length: this.machineCount }, () => new Set<number>());
-      for (let u = 0; u < this.units.length; u++) {
+      for (let u = 0; u < this.unitCount; u++) {
         const set = this.multi[u];
         if (set !== undefined) for (const on of set) byMachine[on]!.add(u);
         else if (this.single[u]! >= 0) byMachine[this.single[u]!]!.add(u);
@@ -146,25 +172,37 @@ export class PlacementState {
     return this.byMachine[m]!;
   }
 
-  private pairConflicts(unit: ConflictProfile, u: number, v: number): boolean {
-    const other = this.units[v]!;
-    if (other.litTargets.includes(u)) return true;
-    for (const g of unit.wildGlobs) if (other.matchedBy.includes(g)) return true;
-    for (const g of other.wildGlobs) if (unit.matchedBy.includes(g)) return true;
+  private pairConflicts(u: number, v: number): boolean {
+    const { litTargets, wildGlobs, matchedBy } = this.units;
+    if (litTargets[v]!.includes(u)) return true;
+    for (const g of wildGlobs[u]!) if (matchedBy[v]!.includes(g)) return true;
+    for (const g of wildGlobs[v]!) if (matchedBy[u]!.includes(g)) return true;
     return false;
   }
 
   private index(u: number, m: number, delta: 1 | -1): void {
-    const unit = this.units[u]!;
+    const units = this.units;
     const n = this.machineCount;
-    for (const t of unit.litTargets) bump(this.litBlocked, t * n + m, delta);
-    for (const g of unit.wildGlobs) bump(this.holders, g * n + m, delta);
-    for (const g of unit.matchedBy) bump(this.matches, g * n + m, delta);
+    for (const t of units.litTargets[u]!) bump(this.litBlocked, t * n + m, delta, this.litBlockedOn, t);
+    for (const g of units.wildGlobs[u]!) bump(this.holders, g * n + m, delta, this.holdersOn, g);
+    for (const g of units.matchedBy[u]!) bump(this.matches, g * n + m, delta, this.matchesOn, g);
   }
 }
 
-function bump(counts: Map<number, number>, key: number, delta: 1 | -1): void {
+/** Adds `delta` to `counts[key]`, and to `machines[of]` when that counter turns nonzero or zero. */
+function bump(
+  counts: Map<number, number>,
+  key: number,
+  delta: 1 | -1,
+  machines: Map<number, number>,
+  of: number,
+): void {
   const next = (counts.get(key) ?? 0) + delta;
   if (next === 0) counts.delete(key);
   else counts.set(key, next);
+  if (next === 0 || (next === 1 && delta === 1)) {
+    const on = (machines.get(of) ?? 0) + delta;
+    if (on === 0) machines.delete(of);
+    else machines.set(of, on);
+  }
 }

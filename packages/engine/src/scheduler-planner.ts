@@ -1,38 +1,21 @@
-import { isLiteralGlob, type Requirements } from '@fleet/core';
-import { GlobIndex } from './scheduler-glob-index.js';
-import { stronglyConnected } from './scheduler-graph.js';
 import { LoadTree } from './scheduler-load-tree.js';
 import { MachineIndex, type MetadataSelector } from './scheduler-machines.js';
-import { PlacementState, type ConflictProfile } from './scheduler-placement.js';
+import { PlacementState } from './scheduler-placement.js';
+import { RankQueue } from './scheduler-queue.js';
 import { REASONS, UNPLACED, type Reason } from './scheduler-reasons.js';
 import type { Decision, SchedulerSnapshot, SchedulerTask } from './scheduler-types.js';
+import { UnitTable } from './scheduler-units.js';
 
 const NONE: readonly number[] = [];
 /** Up to this many candidate machines a linear scan is cheaper than keeping a LoadTree current. */
 const SCAN_LIMIT = 32;
 /** An unplaced reason lists at most this many conflicting units. */
 const MAX_NAMES = 5;
-/** An unplaced reason looks for conflicting units on at most this many machines. */
-const EXPLAIN_MACHINES = 64;
-
-/** A loaded or launched unit, with everything decide derives from its requirements. */
-interface UnitRecord extends ConflictProfile {
-  readonly name: string;
-  readonly requirements: Requirements;
-  /** MachineOf units that are loaded/launched, deduplicated, never itself. */
-  readonly peers: readonly number[];
-  /** Some MachineOf unit does not exist or is inactive: the unit cannot be placed. */
-  readonly missingPeer: boolean;
-  /** Units whose MachineOf names this one. */
-  followers: readonly number[];
-  /** Units this one may take the machine of (Replaces, minus cycles); empty for globals. */
-  replaceTargets: readonly number[];
-  readonly selector: MetadataSelector | undefined;
-  /** Machines named by MachineID (possibly none live), or undefined without MachineID. */
-  readonly pinned: readonly number[] | undefined;
-  /** Names of the units of the MachineOf cycle this unit is part of. */
-  cycle: readonly string[] | undefined;
-}
+/**
+ * An unplaced reason looks for conflicting units on at most this many machines:
+ * wording a reason must stay cheap when thousands of units wait.
+ */
+const EXPLAIN_MACHINES = 16;
 
 /**
  * One run of the scheduling algorithm over a snapshot (see docs/scheduler.md):
@@ -48,20 +31,12 @@ interface UnitRecord extends ConflictProfile {
 export class Planner {
   private readonly machines: MachineIndex;
   private readonly machineCount: number;
-  private readonly units: UnitRecord[] = [];
-  /** Every unit's name, sorted; units are indexed in this order (inactive ones skipped). */
-  private readonly sortedNames: string[];
-  /** Position in {@link sortedNames} → unit index, or -1 for inactive units. */
-  private readonly activeAt: Int32Array;
-  /** Position in {@link sortedNames} → the unit's placements in the snapshot. */
+  private readonly units: UnitTable;
+  /** Position in the sorted unit names → the unit's placements in the snapshot. */
   private readonly before: (ReadonlySet<string> | undefined)[];
   /** Sorted names of units that are placed but no longer exist. */
   private readonly gone: string[] = [];
   private readonly state: PlacementState;
-  /** Unit → position in processing order; unit by position. */
-  private readonly rank: Int32Array;
-  private readonly byRank: Int32Array;
-  private readonly globals: number[] = [];
   private globalTree: LoadTree | undefined;
   private readonly selectorTrees = new Map<MetadataSelector, LoadTree>();
   /** Live machines each unit was on at the start (after dropping duplicates). */
@@ -73,26 +48,20 @@ export class Planner {
   private readonly removals = new Map<string, Reason>();
   private readonly scheduleReason: Reason[];
   private readonly failed = new Set<number>();
-  private readonly queue: number[] = [];
-  private readonly queued: Uint8Array;
+  private readonly queue: RankQueue;
   private takeoversLeft: number;
 
   constructor(private readonly snapshot: SchedulerSnapshot) {
     this.machines = new MachineIndex(snapshot.machines);
     this.machineCount = this.machines.count;
-    this.sortedNames = [...snapshot.units.keys()].sort();
-    this.activeAt = new Int32Array(this.sortedNames.length).fill(-1);
-    this.before = new Array<ReadonlySet<string> | undefined>(this.sortedNames.length);
-    this.buildUnits();
-    const n = this.units.length;
-    this.state = new PlacementState(this.units, this.machineCount);
-    this.rank = new Int32Array(n);
-    this.byRank = new Int32Array(n);
-    this.rankUnits();
-    this.initial = new Array<readonly number[] | undefined>(n);
+    this.units = new UnitTable(snapshot.units, this.machines);
+    const n = this.units.count;
+    this.before = new Array<ReadonlySet<string> | undefined>(this.units.sortedNames.length).fill(undefined);
+    this.state = new PlacementState(this.units, n, this.machineCount);
+    this.initial = new Array<readonly number[] | undefined>(n).fill(undefined);
     this.stayDone = new Uint8Array(n);
     this.scheduleReason = new Array<Reason>(n).fill(REASONS.placed);
-    this.queued = new Uint8Array(n);
+    this.queue = new RankQueue(this.units.rank, this.units.byRank);
     // A safety net, not a semantic limit: with acyclic Replaces every takeover
     // pushes a unit strictly down the Replaces order, so this is never reached.
     this.takeoversLeft = n + 1;
@@ -101,203 +70,16 @@ export class Planner {
   run(): Decision {
     this.readPlacements();
     this.stayPass();
-    for (let r = 0; r < this.byRank.length; r++) {
-      const u = this.byRank[r]!;
-      if (this.units[u]!.global || !this.state.isPlaced(u)) this.enqueue(u);
+    const { byRank, global } = this.units;
+    for (let r = 0; r < byRank.length; r++) {
+      const u = byRank[r]!;
+      if (global[u] === 1 || !this.state.isPlaced(u)) this.queue.addInOrder(u);
     }
-    for (let u = this.dequeue(); u >= 0; u = this.dequeue()) {
-      if (this.units[u]!.global) this.fillGlobal(u);
+    for (let u = this.queue.take(); u >= 0; u = this.queue.take()) {
+      if (global[u] === 1) this.fillGlobal(u);
       else if (!this.state.isPlaced(u)) this.placeOne(u);
     }
     return this.decision();
-  }
-
-  // ---------------------------------------------------------------- indexing
-
-  private buildUnits(): void {
-    const active: string[] = [];
-    const requirements: Requirements[] = [];
-    for (let i = 0; i < this.sortedNames.length; i++) {
-      const name = this.sortedNames[i]!;
-      const unit = this.snapshot.units.get(name)!;
-      if (unit.desiredState !== 'inactive') {
-        this.activeAt[i] = active.length;
-        active.push(name);
-        requirements.push(unit.requirements);
-      }
-    }
-    const globs = new GlobIndex();
-    const replaceGlobs = new Set<number>();
-    // Per unit with Replaces: the units its literal globs name, and its wildcard glob ids.
-    const replaceLiterals: (number[] | undefined)[] = [];
-    const replaceWild: (number[] | undefined)[] = [];
-
-    for (let u = 0; u < active.length; u++) {
-      const name = active[u]!;
-      const req = requirements[u]!;
-      let litTargets: number[] | readonly number[] = NONE;
-      let wildGlobs: number[] | readonly number[] = NONE;
-      const conflicts = req.conflicts;
-      const replaces = req.replaces;
-      // Conflicts first, then Replaces: both keep units apart. (No closure here:
-      // this loop runs once per unit.)
-      for (let i = 0; i < conflicts.length + replaces.length; i++) {
-        const replace = i >= conflicts.length;
-        const glob = replace ? replaces[i - conflicts.length]! : conflicts[i]!;
-        if (replace && replaceLiterals[u] === undefined) {
-          replaceLiterals[u] = [];
-          replaceWild[u] = [];
-        }
-        if (isLiteralGlob(glob)) {
-          const t = this.lookup(glob);
-          if (t === undefined || t === u) continue;
-          if (!litTargets.includes(t)) litTargets = [...litTargets, t];
-          if (replace) replaceLiterals[u]!.push(t);
-        } else {
-          const g = globs.idOf(glob);
-          if (!wildGlobs.includes(g)) wildGlobs = [...wildGlobs, g];
-          if (replace) {
-            replaceGlobs.add(g);
-            replaceWild[u]!.push(g);
-          }
-        }
-      }
-
-      let peers: number[] | readonly number[] = NONE;
-      let missingPeer = false;
-      for (const peer of req.machineOf) {
-        if (peer === name) continue; // a unit is always on its own machine
-        const p = this.lookup(peer);
-        if (p === undefined) missingPeer = true;
-        else if (!peers.includes(p)) peers = [...peers, p];
-      }
-
-      this.units.push({
-        name,
-        requirements: req,
-        global: req.global,
-        litTargets,
-        wildGlobs,
-        matchedBy: NONE,
-        peers,
-        missingPeer,
-        followers: NONE,
-        replaceTargets: NONE,
-        selector: req.machineMetadata.size > 0 ? this.machines.selector(req.machineMetadata) : undefined,
-        pinned: req.machineID === undefined ? undefined : this.machines.matchMachineID(req.machineID),
-        cycle: undefined,
-      });
-    }
-
-    // Which wildcard globs match each name; and, for Replaces globs, the reverse.
-    const matchingUnits = new Map<number, number[]>();
-    if (globs.size > 0) {
-      for (let u = 0; u < this.units.length; u++) {
-        const unit = this.units[u]!;
-        const matchedBy = globs.matching(unit.name);
-        (unit as { matchedBy: readonly number[] }).matchedBy = matchedBy;
-        if (replaceGlobs.size === 0) continue;
-        for (const g of matchedBy) {
-          if (!replaceGlobs.has(g)) continue;
-          const list = matchingUnits.get(g);
-          if (list === undefined) matchingUnits.set(g, [u]);
-          else list.push(u);
-        }
-      }
-    }
-
-    for (let u = 0; u < this.units.length; u++) {
-      const unit = this.units[u]!;
-      for (const p of unit.peers) {
-        const peer = this.units[p]!;
-        peer.followers = peer.followers === NONE ? [u] : [...peer.followers, u];
-      }
-      const literals = replaceLiterals[u];
-      if (literals === undefined || unit.global) continue;
-      const targets = new Set(literals);
-      for (const g of replaceWild[u] ?? NONE) {
-        for (const t of matchingUnits.get(g) ?? NONE) if (t !== u) targets.add(t);
-      }
-      if (targets.size > 0) unit.replaceTargets = [...targets].sort((a, b) => a - b);
-    }
-
-    // Circular Replaces is refused at submit time; if one gets here anyway, the
-    // units of the cycle do not take each other's machines (they only stay apart).
-    const replaces = stronglyConnected(this.units.length, (u) => this.units[u]!.replaceTargets);
-    for (let u = 0; u < this.units.length; u++) {
-      const unit = this.units[u]!;
-      if (unit.replaceTargets.length === 0) continue;
-      const c = replaces.component[u];
-      if (replaces.size[c!]! > 1) {
-        const kept = unit.replaceTargets.filter((t) => replaces.component[t] !== c);
-        unit.replaceTargets = kept.length > 0 ? kept : NONE;
-      }
-    }
-  }
-
-  /** Globals by name, then non-globals by MachineOf depth (peers first) and name. Finds MachineOf cycles. */
-  private rankUnits(): void {
-    const n = this.units.length;
-    const machineOf = stronglyConnected(n, (u) => this.units[u]!.peers);
-    const cycles = new Map<number, string[]>();
-    for (let u = 0; u < this.units.length; u++) {
-      const unit = this.units[u]!;
-      const c = machineOf.component[u]!;
-      if (machineOf.size[c]! <= 1) continue;
-      let members = cycles.get(c);
-      if (members === undefined) cycles.set(c, (members = []));
-      members.push(unit.name);
-      unit.cycle = members;
-    }
-    const depth = new Int32Array(n);
-    const buckets: number[][] = [];
-    for (const u of machineOf.order) {
-      let d = 0;
-      const c = machineOf.component[u];
-      for (const p of this.units[u]!.peers) {
-        if (machineOf.component[p] !== c) d = Math.max(d, depth[p]! + 1);
-      }
-      depth[u] = d;
-    }
-    let r = 0;
-    for (let u = 0; u < n; u++) {
-      const unit = this.units[u]!;
-      if (unit.global) this.globals.push(u);
-      // A global with MachineOf peers is refused at submit; should one get here,
-      // it is ranked after its peers like any follower.
-      if (unit.global && unit.peers.length === 0) {
-        this.rank[u] = r;
-        this.byRank[r++] = u;
-      } else (buckets[depth[u]!] ??= []).push(u);
-    }
-    for (const bucket of buckets) {
-      for (const u of bucket ?? NONE) {
-        this.rank[u] = r;
-        this.byRank[r++] = u;
-      }
-    }
-  }
-
-  /**
-   * The index of the loaded/launched unit with this name. A binary search over
-   * the sorted names rather than a Map: only MachineOf peers and literal globs
-   * need it, and filling a Map with every name costs more than those searches.
-   */
-  private lookup(name: string): number | undefined {
-    const names = this.sortedNames;
-    let lo = 0;
-    let hi = names.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const here = names[mid]!;
-      if (here === name) {
-        const u = this.activeAt[mid]!;
-        return u < 0 ? undefined : u;
-      }
-      if (here < name) lo = mid + 1;
-      else hi = mid - 1;
-    }
-    return undefined;
   }
 
   // -------------------------------------------------------- current placements
@@ -313,13 +95,13 @@ export class Planner {
   private readPlacements(): void {
     const placements = this.snapshot.placements;
     let seen = 0;
-    for (let i = 0; i < this.sortedNames.length; i++) {
-      const name = this.sortedNames[i]!;
+    for (let i = 0; i < this.units.sortedNames.length; i++) {
+      const name = this.units.sortedNames[i]!;
       const ids = placements.get(name);
       if (ids === undefined) continue;
       seen++;
       this.before[i] = ids;
-      const u = this.activeAt[i]!;
+      const u = this.units.activeAt[i]!;
       if (u < 0) {
         for (const id of ids) this.removed(name, id, REASONS.unitInactive);
         continue;
@@ -341,7 +123,7 @@ export class Planner {
       }
       if (live.length === 0) continue;
       if (live.length > 1) live.sort((a, b) => a - b);
-      if (!this.units[u]!.global && live.length > 1) {
+      if (this.units.global[u] === 0 && live.length > 1) {
         // Keep one: the first (by ID) that still satisfies MachineID/MachineMetadata.
         const keep = live.find((m) => this.staticProblem(u, m) === undefined) ?? live[0]!;
         for (const m of live) if (m !== keep) this.removed(name, this.machines.ids[m]!, REASONS.duplicate);
@@ -360,15 +142,15 @@ export class Planner {
 
     // The unit named in Replaces= is the one that moves: if a replacer and a unit
     // it replaces are found on one machine, the replaced one leaves.
-    for (let r = 0; r < this.units.length; r++) {
-      const unit = this.units[r]!;
-      if (unit.replaceTargets.length === 0) continue;
+    for (let r = 0; r < this.units.count; r++) {
+      const targets = this.units.replaceTargets[r]!;
+      if (targets.length === 0) continue;
       for (const m of this.initial[r] ?? NONE) {
         if (this.staticProblem(r, m) !== undefined) continue;
-        for (const t of unit.replaceTargets) {
+        for (const t of targets) {
           if (this.initial[t]?.includes(m)) {
             this.replacedAtStart.add(t * this.machineCount + m);
-            this.removed(this.units[t]!.name, this.machines.ids[m]!, REASONS.replaced);
+            this.removed(this.units.names[t]!, this.machines.ids[m]!, REASONS.replaced);
           }
         }
       }
@@ -390,31 +172,31 @@ export class Planner {
           this.state.add(u, m);
           continue;
         }
-        this.removed(this.units[u]!.name, this.machines.ids[m]!, problem);
+        this.removed(this.units.names[u]!, this.machines.ids[m]!, problem);
         // A follower may have stayed on the strength of this global staying too.
-        if (this.units[u]!.global) {
+        if (this.units.global[u] === 1) {
           for (const f of this.evictFollowers(u, m)) {
-            this.removed(this.units[f]!.name, this.machines.ids[m]!, REASONS.peerNotHere);
+            this.removed(this.units.names[f]!, this.machines.ids[m]!, REASONS.peerNotHere);
           }
         }
       }
     };
-    for (const u of this.byRank) if (!this.units[u]!.global) visit(u);
-    for (const u of this.globals) visit(u);
+    for (const u of this.units.byRank) if (this.units.global[u] === 0) visit(u);
+    for (const u of this.units.globals) visit(u);
   }
 
   private stayProblem(u: number, m: number): Reason | undefined {
     const staticProblem = this.staticProblem(u, m);
     if (staticProblem !== undefined) return staticProblem;
-    const unit = this.units[u]!;
-    if (unit.cycle !== undefined) return REASONS.machineOfCycle;
-    if (unit.missingPeer) return REASONS.peerNotHere;
-    for (const p of unit.peers) {
+    const units = this.units;
+    if (units.cycle[u] !== undefined) return REASONS.machineOfCycle;
+    if (units.missingPeer[u] === 1) return REASONS.peerNotHere;
+    for (const p of units.peers[u]!) {
       const here =
         this.state.isOn(p, m) ||
         // Globals stay after non-globals: trust that a global peer keeps this machine
         // for now; if it does not, its followers here are evicted with it.
-        (this.units[p]!.global &&
+        (units.global[p] === 1 &&
           this.stayDone[p] === 0 &&
           this.initial[p]?.includes(m) === true &&
           !this.replacedAtStart.has(p * this.machineCount + m));
@@ -426,12 +208,12 @@ export class Planner {
 
   /** MachineID and MachineMetadata, which depend only on the machine. */
   private staticProblem(u: number, m: number): Reason | undefined {
-    const unit = this.units[u]!;
-    const machineID = unit.requirements.machineID;
+    const machineID = this.units.requirements[u]!.machineID;
     if (machineID !== undefined && !this.machines.matchesMachineID(m, machineID)) {
       return REASONS.machineIDMismatch;
     }
-    if (unit.selector !== undefined && unit.selector.member[m] !== 1) return REASONS.metadataMismatch;
+    const selector = this.units.selector[u];
+    if (selector !== undefined && selector.member[m] !== 1) return REASONS.metadataMismatch;
     return undefined;
   }
 
@@ -442,17 +224,15 @@ export class Planner {
   }
 
   private peersOn(u: number, m: number): boolean {
-    const unit = this.units[u]!;
-    if (unit.missingPeer) return false;
-    for (const p of unit.peers) if (!this.state.isOn(p, m)) return false;
+    if (this.units.missingPeer[u] === 1) return false;
+    for (const p of this.units.peers[u]!) if (!this.state.isOn(p, m)) return false;
     return true;
   }
 
   /** Puts a global on every eligible machine it is not on yet. */
   private fillGlobal(u: number): void {
-    const unit = this.units[u]!;
-    if (this.machineCount > 0 && unit.cycle === undefined) {
-      const candidates = unit.pinned ?? unit.selector?.machines;
+    if (this.machineCount > 0 && this.units.cycle[u] === undefined) {
+      const candidates = this.units.pinned[u] ?? this.units.selector[u]?.machines;
       if (candidates !== undefined) {
         for (const m of candidates) if (!this.state.isOn(u, m) && this.canGo(u, m)) this.state.add(u, m);
       } else {
@@ -461,18 +241,18 @@ export class Planner {
         }
       }
     }
-    if (this.state.isPlaced(u)) this.succeeded(u);
+    if (this.state.isPlaced(u)) this.failed.delete(u);
     else this.failed.add(u);
   }
 
   private placeOne(u: number): void {
-    const unit = this.units[u]!;
+    const units = this.units;
     // Why it fails is worded once the decision is complete (see explain).
-    if (this.machineCount === 0 || unit.cycle !== undefined || this.unplacedPeer(u) !== undefined) {
+    if (this.machineCount === 0 || units.cycle[u] !== undefined || this.unplacedPeer(u) !== undefined) {
       this.failed.add(u);
       return;
     }
-    if (unit.replaceTargets.length > 0 && this.takeoversLeft > 0 && this.takeOver(u)) return;
+    if (units.replaceTargets[u]!.length > 0 && this.takeoversLeft > 0 && this.takeOver(u)) return;
     const m = this.choose(u);
     if (m < 0) {
       this.failed.add(u);
@@ -480,37 +260,40 @@ export class Planner {
     }
     this.state.add(u, m);
     this.scheduleReason[u] =
-      unit.pinned !== undefined
+      units.pinned[u] !== undefined
         ? REASONS.pinned
-        : unit.peers.length > 0
+        : units.peers[u]!.length > 0
           ? REASONS.followsPeer
           : REASONS.placed;
-    this.succeeded(u);
+    this.failed.delete(u);
   }
 
   /** The first MachineOf peer (in the unit's order) that is on no machine. */
   private unplacedPeer(u: number): string | undefined {
-    const unit = this.units[u]!;
-    if (!unit.missingPeer) {
+    const units = this.units;
+    if (units.missingPeer[u] === 0) {
       let all = true;
-      for (const p of unit.peers) all &&= this.state.isPlaced(p);
+      for (const p of units.peers[u]!) all &&= this.state.isPlaced(p);
       if (all) return undefined;
     }
-    for (const peer of unit.requirements.machineOf) {
-      const p = this.lookup(peer);
-      if (peer !== unit.name && (p === undefined || !this.state.isPlaced(p))) return peer;
+    for (const peer of units.requirements[u]!.machineOf) {
+      const p = units.lookup(peer);
+      if (peer !== units.names[u] && (p === undefined || !this.state.isPlaced(p))) return peer;
     }
     return undefined;
   }
 
   /** The least-loaded machine (ties: lowest ID) the unit may go to, or -1. */
   private choose(u: number): number {
-    const unit = this.units[u]!;
+    const units = this.units;
+    if (this.state.blockedEverywhere(u)) return -1;
     // The predicates read the unit from a field so that no closure is made per unit.
     this.choosing = u;
-    if (unit.pinned !== undefined) return this.leastLoaded(unit.pinned, this.fits);
-    if (unit.peers.length > 0) return this.leastLoaded(this.state.machinesOf(unit.peers[0]!), this.fits);
-    const selector = unit.selector;
+    const pinned = units.pinned[u];
+    if (pinned !== undefined) return this.leastLoaded(pinned, this.fits);
+    const peers = units.peers[u]!;
+    if (peers.length > 0) return this.leastLoaded(this.state.machinesOf(peers[0]!), this.fits);
+    const selector = units.selector[u];
     if (selector === undefined) return this.allMachinesTree().first(this.free);
     if (selector.machines.length <= SCAN_LIMIT) return this.leastLoaded(selector.machines, this.free);
     return this.selectorTree(selector).first(this.free);
@@ -533,12 +316,17 @@ export class Planner {
 
   private allMachinesTree(): LoadTree {
     if (this.globalTree === undefined) {
-      const all = Array.from({ length: this.machineCount }, (_, m) => m);
-      this.globalTree = new LoadTree(all, this.state.load);
-      this.state.track(this.globalTree, all);
+      this.globalTree = new LoadTree(this.allMachines(), this.state.load);
+      this.state.track(this.globalTree, this.allMachines());
     }
     return this.globalTree;
   }
+
+  /** Every machine index, ascending (one shared list). */
+  private allMachines(): readonly number[] {
+    return (this.everyMachine ??= Array.from({ length: this.machineCount }, (_, m) => m));
+  }
+  private everyMachine: readonly number[] | undefined;
 
   private selectorTree(selector: MetadataSelector): LoadTree {
     let tree = this.selectorTrees.get(selector);
@@ -556,15 +344,15 @@ export class Planner {
    * if no such machine satisfies `u`'s other requirements.
    */
   private takeOver(u: number): boolean {
-    const unit = this.units[u]!;
+    const targets = this.units.replaceTargets[u]!;
     const candidates = new Set<number>();
-    for (const t of unit.replaceTargets) for (const m of this.state.machinesOf(t)) candidates.add(m);
+    for (const t of targets) for (const m of this.state.machinesOf(t)) candidates.add(m);
     const load = this.state.load;
     const ordered = [...candidates].sort((a, b) => load[a]! - load[b]! || a - b);
     for (const m of ordered) {
       if (this.staticProblem(u, m) !== undefined) continue;
       const evicted: number[] = [];
-      for (const t of unit.replaceTargets) {
+      for (const t of targets) {
         if (!this.state.isOn(t, m)) continue;
         this.state.remove(t, m);
         evicted.push(t, ...this.evictFollowers(t, m));
@@ -573,21 +361,21 @@ export class Planner {
         this.takeoversLeft--;
         this.state.add(u, m);
         this.scheduleReason[u] = REASONS.takesOver;
-        this.succeeded(u);
+        this.failed.delete(u);
         const id = this.machines.ids[m]!;
         for (const v of evicted) {
           this.removed(
-            this.units[v]!.name,
+            this.units.names[v]!,
             id,
-            unit.replaceTargets.includes(v) ? REASONS.replaced : REASONS.peerNotHere,
+            targets.includes(v) ? REASONS.replaced : REASONS.peerNotHere,
           );
-          this.enqueue(v);
+          this.queue.add(v);
         }
         // Units that failed earlier in this decision, and globals that skipped a
         // machine, may fit now that units moved: retry them so that the result is
         // a fixpoint (deciding again changes nothing).
-        for (const f of this.failed) this.enqueue(f);
-        for (const g of this.globals) this.enqueue(g);
+        for (const f of this.failed) this.queue.add(f);
+        for (const g of this.units.globals) this.queue.add(g);
         return true;
       }
       for (let i = evicted.length - 1; i >= 0; i--) this.state.add(evicted[i]!, m);
@@ -603,7 +391,7 @@ export class Planner {
     const evicted: number[] = [];
     const pending = [u];
     for (let v = pending.pop(); v !== undefined; v = pending.pop()) {
-      for (const f of this.units[v]!.followers) {
+      for (const f of this.units.followers[v]!) {
         if (!this.state.isOn(f, m)) continue;
         this.state.remove(f, m);
         evicted.push(f);
@@ -615,10 +403,6 @@ export class Planner {
 
   // ----------------------------------------------------------------- reasons
 
-  private succeeded(u: number): void {
-    this.failed.delete(u);
-  }
-
   private removed(unit: string, machineID: string, reason: Reason): void {
     this.removals.set(`${unit}\n${machineID}`, reason);
   }
@@ -629,54 +413,56 @@ export class Planner {
    * same text (the engine rewrites a reason only when it changes).
    */
   private explain(u: number): string {
-    const unit = this.units[u]!;
-    const req = unit.requirements;
+    const units = this.units;
+    const req = units.requirements[u]!;
+    const cycle = units.cycle[u];
+    const pinned = units.pinned[u];
+    const peers = units.peers[u]!;
+    const selector = units.selector[u];
     if (this.machineCount === 0) return UNPLACED.noLiveMachines;
-    if (unit.cycle !== undefined) return UNPLACED.machineOfCycle(unit.cycle);
+    if (cycle !== undefined) return UNPLACED.machineOfCycle(cycle);
     const waitingFor = this.unplacedPeer(u);
     if (waitingFor !== undefined) return UNPLACED.waitingForPeer(waitingFor);
 
     let candidates: readonly number[];
     let narrowed = false;
-    if (unit.pinned !== undefined) {
-      if (unit.pinned.length === 0) return UNPLACED.machineIDNotLive(req.machineID!);
-      candidates = unit.pinned;
+    if (pinned !== undefined) {
+      if (pinned.length === 0) return UNPLACED.machineIDNotLive(req.machineID!);
+      candidates = pinned;
       narrowed = true;
-    } else if (unit.peers.length > 0) {
-      const first = unit.peers[0]!;
+    } else if (peers.length > 0) {
+      const first = peers[0]!;
       candidates = this.state.machinesOf(first);
-      for (const p of unit.peers) {
+      for (const p of peers) {
         const together = candidates.filter((m) => this.state.isOn(p, m));
-        if (together.length === 0) return UNPLACED.peersApart(this.units[first]!.name, this.units[p]!.name);
+        if (together.length === 0) return UNPLACED.peersApart(units.names[first]!, units.names[p]!);
         candidates = together;
       }
       narrowed = true;
-    } else candidates = Array.from({ length: this.machineCount }, (_, m) => m);
+    } else candidates = this.allMachines();
 
-    if (unit.selector !== undefined) {
-      const member = unit.selector.member;
-      candidates = candidates.filter((m) => member[m] === 1);
+    if (selector !== undefined) {
+      const member = selector.member;
+      candidates = narrowed ? candidates.filter((m) => member[m] === 1) : selector.machines;
       if (candidates.length === 0) {
         const metadata = [...req.machineMetadata]
           .flatMap(([key, values]) => values.map((v) => `${key}=${v}`))
           .join(' ');
-        if (unit.pinned !== undefined) return UNPLACED.pinnedMetadata(req.machineID!, metadata);
-        if (unit.peers.length > 0) return UNPLACED.peerMetadata(this.units[unit.peers[0]!]!.name, metadata);
+        if (pinned !== undefined) return UNPLACED.pinnedMetadata(req.machineID!, metadata);
+        if (peers.length > 0) return UNPLACED.peerMetadata(units.names[peers[0]!]!, metadata);
         return UNPLACED.noMetadataMatch(metadata);
       }
     }
-    if (unit.pinned !== undefined && unit.peers.length > 0) {
+    if (pinned !== undefined && peers.length > 0) {
       candidates = candidates.filter((m) => this.peersOn(u, m));
-      if (candidates.length === 0) {
-        return UNPLACED.pinnedPeer(req.machineID!, this.units[unit.peers[0]!]!.name);
-      }
+      if (candidates.length === 0) return UNPLACED.pinnedPeer(req.machineID!, units.names[peers[0]!]!);
     }
 
     const names = new Set<string>();
     let examined = 0;
     for (const m of candidates) {
       if (names.size > MAX_NAMES || examined++ >= EXPLAIN_MACHINES) break;
-      for (const v of this.state.conflictingUnitsOn(u, m, MAX_NAMES + 1)) names.add(this.units[v]!.name);
+      for (const v of this.state.conflictingUnitsOn(u, m, MAX_NAMES + 1)) names.add(this.units.names[v]!);
     }
     if (names.size === 0) return UNPLACED.noEligibleMachine;
     const listed = [...names].sort();
@@ -711,17 +497,17 @@ export class Planner {
     // Placements of units that no longer exist, sorted, merged into the walk below.
     const gone = this.gone;
     let g = 0;
-    for (let i = 0; i < this.sortedNames.length; i++) {
-      const name = this.sortedNames[i]!;
+    for (let i = 0; i < this.units.sortedNames.length; i++) {
+      const name = this.units.sortedNames[i]!;
       for (; g < gone.length && gone[g]! < name; g++)
         unschedule(gone[g]!, this.snapshot.placements.get(gone[g]!)!, undefined);
       const before = this.before[i];
-      const u = this.activeAt[i]!;
+      const u = this.units.activeAt[i]!;
       if (u < 0) {
         if (before !== undefined) unschedule(name, before, undefined);
         continue;
       }
-      if (!this.units[u]!.global) {
+      if (this.units.global[u] === 0) {
         // The common case, kept free of allocations: at most one machine after.
         const m = this.state.machineOf(u);
         const after = m >= 0 ? ids[m]! : undefined;
@@ -742,46 +528,5 @@ export class Planner {
     }
     for (; g < gone.length; g++) unschedule(gone[g]!, this.snapshot.placements.get(gone[g]!)!, undefined);
     return { tasks: unschedules.concat(schedules), unplaced };
-  }
-
-  // ------------------------------------------------------------------- queue
-
-  /** Adds a unit to the work queue (a binary min-heap of ranks), once. */
-  private enqueue(u: number): void {
-    if (this.queued[u] === 1) return;
-    this.queued[u] = 1;
-    const heap = this.queue;
-    let i = heap.push(this.rank[u]!) - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (heap[parent]! <= heap[i]!) break;
-      [heap[parent], heap[i]] = [heap[i]!, heap[parent]!];
-      i = parent;
-    }
-  }
-
-  /** Takes the unit of lowest rank off the queue, or -1 when it is empty. */
-  private dequeue(): number {
-    const heap = this.queue;
-    if (heap.length === 0) return -1;
-    const top = heap[0]!;
-    const last = heap.pop()!;
-    if (heap.length > 0) {
-      heap[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let min = i;
-        if (l < heap.length && heap[l]! < heap[min]!) min = l;
-        if (r < heap.length && heap[r]! < heap[min]!) min = r;
-        if (min === i) break;
-        [heap[min], heap[i]] = [heap[i]!, heap[min]!];
-        i = min;
-      }
-    }
-    const u = this.byRank[top]!;
-    this.queued[u] = 0;
-    return u;
   }
 }

@@ -33,6 +33,7 @@ const NAMES = [
   'e.service',
   'g.service',
   'h.service',
+  'a.4.socket', // matches the prefix of a.*.service but not its suffix
 ];
 
 /** Mostly nothing, sometimes a few of `items`. */

@@ -662,6 +662,20 @@ table('Conflicts', [
     placed: { 'a.service': ['m3'], 'b.1.service': ['m1'], 'c.service': ['m2'], 'd.service': ['m3'] },
   },
   {
+    name: 'a glob must match the whole name, suffix included',
+    spec: {
+      units: {
+        'x.service': 'Conflicts=web.*.service',
+        'web.1.socket': '',
+        'y.service': '',
+        'web.2.service': '',
+      },
+      machines: ['m1', 'm2'],
+      placements: { 'web.1.socket': ['m1'], 'y.service': ['m1'], 'web.2.service': ['m2'] },
+    },
+    placed: { 'web.1.socket': ['m1'], 'web.2.service': ['m2'], 'x.service': ['m1'], 'y.service': ['m1'] },
+  },
+  {
     name: '? and [...] globs',
     spec: {
       units: {
