@@ -1,13 +1,11 @@
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main as fleetctlMain } from '@fleet/fleetctl';
-import { startCluster, type Cluster, type Machine } from '@fleet/lab';
+import { REPO_ROOT, fleetdServiceText, startCluster, type Cluster, type Machine } from '@fleet/lab';
 import { eventually, uniqueId } from '../support/eventually.js';
 
-/** The repository root (the lab makes it visible inside machines at the same path). */
-export const REPO = new URL('../../', import.meta.url).pathname.replace(/\/$/, '');
-const FLEETD = join(REPO, 'packages/fleetd/dist/main.js');
+export const REPO = REPO_ROOT;
 
 export interface FleetctlResult {
   readonly code: number;
@@ -24,21 +22,6 @@ export interface FleetClusterOptions {
   readonly fleetEnv?: (index: number) => Record<string, string>;
 }
 
-/** The systemd unit that runs fleetd from this checkout inside every lab machine. */
-export function fleetdServiceText(agentTtl: string): string {
-  return `[Unit]
-Description=fleetd (fleet-lab)
-After=dbus.service
-
-[Service]
-EnvironmentFile=/run/fleet-lab/env
-Environment=FLEET_AGENT_TTL=${agentTtl}
-ExecStart=${process.execPath} ${FLEETD}
-Restart=always
-RestartSec=200ms
-`;
-}
-
 /**
  * A fleet-lab cluster with fleetd in every machine, and our fleetctl aimed at
  * it through a machine's API socket (as seen from the host).
@@ -50,10 +33,9 @@ export class FleetCluster {
   ) {}
 
   static async start(options: FleetClusterOptions = {}): Promise<FleetCluster> {
-    if (!existsSync(FLEETD)) throw new Error(`${FLEETD} is missing: run \`make build\` first`);
     const tmp = mkdtempSync(join(tmpdir(), 'fleet-e2e-'));
     const service = join(tmp, 'fleetd.service');
-    writeFileSync(service, fleetdServiceText(options.agentTtl ?? '2s'));
+    writeFileSync(service, fleetdServiceText({ agentTtl: options.agentTtl ?? '2s' }));
     const lab = await startCluster({
       name: uniqueId('e2e'),
       machines: options.machines ?? 3,

@@ -41,7 +41,7 @@ describe('engine over the in-memory registry', () => {
     await h.waitPlaced('apache.1.service');
     await h.waitPlaced('apache.2.service');
     const reason = await eventually(() => h.registry.getUnplacedReason('apache.3.service'));
-    assert.match(reason, /conflict/);
+    assert.match(String(reason), /conflict/);
     const placed = await h.placements();
     assert.notDeepEqual(placed.get('apache.1.service'), placed.get('apache.2.service'));
     assert.equal(placed.has('apache.3.service'), false);
@@ -120,6 +120,6 @@ describe('engine over the in-memory registry', () => {
     // Written behind the API's back: the engine must not crash on it.
     await h.submit('bad.service', 'MachineID=abc\nGlobal=true');
     const reason = await eventually(() => h.registry.getUnplacedReason('bad.service'));
-    assert.match(reason, /MachineID cannot be used with Global/);
+    assert.match(String(reason), /MachineID cannot be used with Global/);
   });
 });

@@ -22,3 +22,4 @@ export { type ExecOptions, MACHINE_EXEC_ENV } from './machine.js';
 export type { RunResult } from './proc.js';
 export { BOOT_TARGET, ENV_FILE, MASKED_UNITS } from './seed.js';
 export type { MachineStatus } from './state.js';
+export { FLEETD_MAIN, REPO_ROOT, fleetdServiceText, type FleetdServiceOptions } from './fleetd.js';
