@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { NotFoundError, UnavailableError, ValidationError } from '@fleet/core';
-// Relative until @fleet/agent's index exports the fake.
-import { FakeUnitManager } from '../src/fake-unit-manager.js';
-import type { UnitFile, UnitStatus } from '../src/unit-manager.js';
+import { FakeUnitManager, type UnitFile, type UnitStatus } from '@fleet/agent';
 
 const svc = (name: string, exec = '/bin/sleep infinity', install = false): UnitFile => ({
   name,

@@ -14,9 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import type { UnavailableError } from '@fleet/core';
 import { startCluster, type Cluster, type Machine } from '@fleet/lab';
 import { eventually, uniqueId } from '../../../test/support/eventually.js';
-// Relative until @fleet/agent's index exports the adapter.
-import { SystemdManager } from '../src/systemd-manager.js';
-import type { UnitFile, UnitStatus } from '../src/unit-manager.js';
+import { SystemdManager, type UnitFile, type UnitStatus } from '@fleet/agent';
 
 const UNITS_DIR = '/run/fleet/units';
 const isRoot = process.getuid?.() === 0;

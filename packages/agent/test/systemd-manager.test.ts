@@ -17,10 +17,9 @@ import { PassThrough } from 'node:stream';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { InternalError, NotFoundError, UnavailableError, ValidationError } from '@fleet/core';
 import { eventually } from '../../../test/support/eventually.js';
-// Relative until @fleet/agent's index exports the adapter; the escape helpers stay internal.
+import { SystemdManager, type SystemdManagerOptions, type UnitStatus } from '@fleet/agent';
+// Internal helpers, not part of the package's API.
 import { escapeBusLabel, unescapeBusLabel, unitNameFromPath, unitObjectPath } from '../src/systemd-escape.js';
-import { SystemdManager, type SystemdManagerOptions } from '../src/systemd-manager.js';
-import type { UnitStatus } from '../src/unit-manager.js';
 
 const require = createRequire(import.meta.url);
 
