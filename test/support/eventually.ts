@@ -6,14 +6,15 @@
 export async function eventually<T>(
   check: () => T | Promise<T>,
   options: { timeoutMs?: number; intervalMs?: number; message?: string } = {},
-): Promise<T> {
+): Promise<Exclude<T, false | undefined | null>> {
   const deadline = Date.now() + (options.timeoutMs ?? 10_000);
   const interval = options.intervalMs ?? 50;
   let lastError: unknown;
   for (;;) {
     try {
       const value = await check();
-      if (value !== false && value !== undefined && value !== null) return value;
+      if (value !== false && value !== undefined && value !== null)
+        return value as Exclude<T, false | undefined | null>;
       lastError = new Error(`condition returned ${String(value)}`);
     } catch (err) {
       lastError = err;
