@@ -178,7 +178,7 @@ export async function converge<T>(
   cluster: FleetCluster,
   check: () => T | Promise<T>,
   options: { timeoutMs?: number; message?: string } = {},
-): Promise<T> {
+): Promise<Exclude<T, false | undefined | null>> {
   try {
     return await eventually(check, { intervalMs: 100, ...options });
   } catch (err) {
