@@ -15,8 +15,6 @@ export interface UnitStatus {
   readonly activeState: string;
   /** SubState: running, dead, exited, failed, start … */
   readonly subState: string;
-  /** MainPID, when systemd has one (0 otherwise); lets tests prove a unit was not restarted. */
-  readonly mainPID?: number;
 }
 
 /** A unit file to place in the units directory. */
@@ -50,6 +48,8 @@ export interface UnitManager {
   unload(names: readonly string[]): Promise<void>;
   /** Current statuses of the named units in one call (missing → loadState not-found). */
   statuses(names: readonly string[]): Promise<Map<string, UnitStatus>>;
+  /** The unit's MainPID (0 when none): one property read, only when asked (tests prove "not restarted" with it). */
+  mainPID(name: string): Promise<number>;
   /**
    * Calls `listener` whenever systemd reports a change of one of the named
    * units (signals, not polling). Replaces the previous set of watched names.
