@@ -32,5 +32,8 @@ test-int: build ## only integration tests (root, real etcd and systemd)
 test-e2e: build ## only the end-to-end acceptance suite
 	node scripts/run-tests.mjs e2e
 
+demo: build ## boot a local 3-machine cluster with fleetd and play the walkthrough (as root)
+	node --conditions=source --import tsx scripts/demo.ts
+
 clean: ## remove build output
 	rm -rf packages/*/dist packages/*/tsconfig.tsbuildinfo
