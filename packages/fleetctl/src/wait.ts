@@ -3,8 +3,22 @@ import { errorMessage, type JobState, type Unit, type UnitState } from '@fleet/c
 import { machineLegend } from './columns.js';
 import type { Session } from './session.js';
 
-/** One `--block-attempts` attempt: 8 polls, 2 s at the default 250 ms. */
+/** One `--block-attempts` attempt lasts 8 poll intervals: 2 s at the default 250 ms. */
 export const POLLS_PER_ATTEMPT = 8;
+
+/**
+ * Delays between polls: a tenth of the interval at first, doubling up to the
+ * interval (25, 50, 100, 200, 250, 250… ms). A unit usually converges within
+ * a few tens of milliseconds; polling only every 250 ms would add up to
+ * 250 ms to every `start`. The time an attempt lasts does not change.
+ */
+export function* pollDelays(interval: number): Generator<number, never> {
+  let delay = interval / 10;
+  for (;;) {
+    yield Math.min(delay, interval);
+    delay *= 2;
+  }
+}
 
 /**
  * `--no-block` and `--block-attempts` as one number: -1 = do not wait,
@@ -52,6 +66,7 @@ async function waitForUnit(
 ): Promise<boolean> {
   const interval = session.pollIntervalMs;
   const deadline = attempts === 0 ? Infinity : Date.now() + attempts * POLLS_PER_ATTEMPT * interval;
+  const delays = pollDelays(interval);
   let lastReason: string | undefined;
   let lastError: string | undefined;
   for (;;) {
@@ -85,7 +100,7 @@ async function waitForUnit(
       );
       return false;
     }
-    await session.sleep(Math.min(interval, left));
+    await session.sleep(Math.min(delays.next().value, left));
   }
 }
 
@@ -113,6 +128,7 @@ export async function waitForSystemdActive(
 async function systemdActive(session: Session, client: FleetClient, name: string): Promise<boolean> {
   const interval = session.pollIntervalMs;
   const deadline = Date.now() + POLLS_PER_ATTEMPT * interval;
+  const delays = pollDelays(interval);
   let why = 'its machine has not reported a systemd state for it';
   for (;;) {
     try {
@@ -127,6 +143,6 @@ async function systemdActive(session: Session, client: FleetClient, name: string
       session.err(`Error waiting for units: unit ${name} was launched but is not active: ${why}`);
       return false;
     }
-    await session.sleep(Math.min(interval, left));
+    await session.sleep(Math.min(delays.next().value, left));
   }
 }

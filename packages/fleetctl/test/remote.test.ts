@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import {
   newJournalLines,
   outputLines,
+  pollDelays,
   shellQuote,
   splitHostPort,
   sshArgs,
@@ -75,6 +76,16 @@ describe('ssh argument vectors', () => {
     assert.equal(shellQuote("it's"), "'it'\\''s'");
     assert.deepEqual(splitHostPort('bastion', 22), { host: 'bastion', port: 22 });
     assert.deepEqual(splitHostPort('[::1]:2200', 22), { host: '::1', port: 2200 });
+  });
+});
+
+describe('poll delays', () => {
+  it('start at a tenth of the interval and double up to it', () => {
+    const d = pollDelays(250);
+    assert.deepEqual(
+      Array.from({ length: 7 }, () => d.next().value),
+      [25, 50, 100, 200, 250, 250, 250],
+    );
   });
 });
 
