@@ -38,7 +38,11 @@ export function request(
         ...('port' in target ? { host: '127.0.0.1', port: target.port } : { socketPath: target.socketPath }),
         method,
         path,
-        headers: opts.headers ?? {},
+        // node's client sends a GET/DELETE body without framing unless told its length.
+        headers: {
+          ...(opts.body !== undefined ? { 'Content-Length': String(Buffer.byteLength(opts.body)) } : {}),
+          ...(opts.headers ?? {}),
+        },
         agent: opts.agent ?? false,
       },
       (res) => {
