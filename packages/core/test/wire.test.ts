@@ -86,3 +86,14 @@ describe('page tokens', () => {
     });
   }
 });
+
+describe('VERSION', () => {
+  it('equals the root package.json version', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { VERSION } = await import('@fleet/core');
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
+    assert.equal(VERSION, pkg.version);
+  });
+});

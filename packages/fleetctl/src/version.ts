@@ -1,18 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { VERSION } from '@fleet/core';
 
-/**
- * fleetctl's version: the workspace's root package.json is the one source
- * (both `src/` and `dist/` sit three levels below it).
- */
-export const FLEETCTL_VERSION: string = readVersion();
-
-function readVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
-      version?: unknown;
-    };
-    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
+/** fleetctl's version: core's VERSION, the one source shared with fleetd and the API. */
+export const FLEETCTL_VERSION: string = VERSION;
