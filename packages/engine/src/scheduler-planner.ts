@@ -50,6 +50,14 @@ export class Planner {
   private readonly failed = new Set<number>();
   private readonly queue: RankQueue;
   private takeoversLeft: number;
+  /** Shared one-element machine lists, by machine. */
+  private readonly singletons: (readonly number[] | undefined)[] = [];
+  private everyMachine: readonly number[] | undefined;
+  /** The unit {@link choose} is placing, for {@link fits} and {@link free}. */
+  private choosing = -1;
+  private readonly fits = (m: number): boolean => this.canGo(this.choosing, m);
+  /** Enough when candidates already satisfy MachineID, MachineMetadata and MachineOf. */
+  private readonly free = (m: number): boolean => !this.state.conflicts(this.choosing, m);
 
   constructor(private readonly snapshot: SchedulerSnapshot) {
     this.machines = new MachineIndex(snapshot.machines);
@@ -62,8 +70,8 @@ export class Planner {
     this.stayDone = new Uint8Array(n);
     this.scheduleReason = new Array<Reason>(n).fill(REASONS.placed);
     this.queue = new RankQueue(this.units.rank, this.units.byRank);
-    // A safety net, not a semantic limit: with acyclic Replaces every takeover
-    // pushes a unit strictly down the Replaces order, so this is never reached.
+    // A safety net against loops in input that submit refuses (Replaces cycles
+    // mixed with MachineOf), not a semantic limit.
     this.takeoversLeft = n + 1;
   }
 
@@ -90,7 +98,6 @@ export class Planner {
     if (list === undefined) this.singletons[m] = list = [m];
     return list;
   }
-  private readonly singletons: (readonly number[] | undefined)[] = [];
 
   private readPlacements(): void {
     const placements = this.snapshot.placements;
@@ -299,12 +306,6 @@ export class Planner {
     return this.selectorTree(selector).first(this.free);
   }
 
-  /** The unit {@link choose} is placing, for {@link fits} and {@link free}. */
-  private choosing = -1;
-  private readonly fits = (m: number): boolean => this.canGo(this.choosing, m);
-  /** Enough when candidates already satisfy MachineID, MachineMetadata and MachineOf. */
-  private readonly free = (m: number): boolean => !this.state.conflicts(this.choosing, m);
-
   private leastLoaded(candidates: readonly number[], ok: (m: number) => boolean): number {
     const load = this.state.load;
     let best = -1;
@@ -326,7 +327,6 @@ export class Planner {
   private allMachines(): readonly number[] {
     return (this.everyMachine ??= Array.from({ length: this.machineCount }, (_, m) => m));
   }
-  private everyMachine: readonly number[] | undefined;
 
   private selectorTree(selector: MetadataSelector): LoadTree {
     let tree = this.selectorTrees.get(selector);
