@@ -490,7 +490,7 @@ export class Cluster {
       this.closing = (async () => {
         await this.persisting.catch(() => undefined);
         try {
-          await destroyCluster(this.state.name, this.state);
+          await removeCluster(this.state.name, this.state);
         } catch (err) {
           // Already removed (e.g. by `fleet-lab down` from another process) is what we want.
           if (!(err instanceof NotFoundError)) {
@@ -839,7 +839,7 @@ export async function startCluster(options: StartClusterOptions): Promise<Cluste
     return cluster;
   } catch (err) {
     try {
-      await destroyCluster(name, state);
+      await removeCluster(name, state);
     } catch (cleanupErr) {
       if (!(isFleetError(cleanupErr) && cleanupErr.kind === 'not-found')) {
         throw new ConflictError(
@@ -861,8 +861,9 @@ export async function openCluster(name: string): Promise<Cluster> {
 /** One cluster found in the lab's state root. */
 export interface ClusterListing {
   readonly name: string;
-  /** The parsed state, or why it could not be read. */
-  readonly state: ClusterState | undefined;
+  /** As {@link Cluster.describe} gives it (recorded state), or undefined when unreadable. */
+  readonly description: ClusterDescription | undefined;
+  /** Why the state could not be read. */
   readonly problem: string | undefined;
 }
 
@@ -878,9 +879,10 @@ export async function listClusters(): Promise<ClusterListing[]> {
   for (const entry of entries) {
     if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
     try {
-      out.push({ name: entry.name, state: await readClusterState(entry.name), problem: undefined });
+      const description = new Cluster(await readClusterState(entry.name)).describe();
+      out.push({ name: entry.name, description, problem: undefined });
     } catch (err) {
-      out.push({ name: entry.name, state: undefined, problem: errorMessage(err) });
+      out.push({ name: entry.name, description: undefined, problem: errorMessage(err) });
     }
   }
   return out.sort((a, b) => a.name.localeCompare(b.name));
@@ -897,14 +899,23 @@ async function mountsBelow(dir: string): Promise<string[]> {
 }
 
 /**
- * Removes everything a cluster created (= `fleet-lab down NAME`): its
+ * Removes everything a cluster created (= `fleet-lab down NAME`), from
+ * another process too: see {@link removeCluster}. NotFoundError when there
+ * was nothing to remove.
+ */
+export function destroyCluster(name: string): Promise<void> {
+  return removeCluster(name, undefined);
+}
+
+/**
+ * Removes everything a cluster created: its
  * processes (the recorded ones, then whatever is left in its cgroup), its
  * network namespace and host link, its cgroups (bottom-up), its state
  * directory and subnet reservation. Works from the state file when there is
  * one, and from the names derived from `name` when there is not, so a crashed
  * run can always be cleaned. NotFoundError when there was nothing at all.
  */
-export async function destroyCluster(name: string, known?: ClusterState): Promise<void> {
+async function removeCluster(name: string, known: ClusterState | undefined): Promise<void> {
   validateClusterName(name);
   const paths = clusterPaths(name);
   let state = known;

@@ -21,8 +21,8 @@ export async function list(options: { readonly json?: boolean }, io: CommandIO):
       json(
         clusters.map((c) => ({
           name: c.name,
-          machines: c.state?.machines.length ?? null,
-          running: c.state?.machines.filter((m) => m.status === 'running').length ?? null,
+          machines: c.description?.machines.length ?? null,
+          running: c.description?.machines.filter((m) => m.status === 'running').length ?? null,
           problem: c.problem ?? null,
         })),
       ),
@@ -35,15 +35,15 @@ export async function list(options: { readonly json?: boolean }, io: CommandIO):
   }
   const rows = [['CLUSTER', 'MACHINES', 'ETCD (host)']];
   for (const c of clusters) {
-    if (c.state === undefined) {
+    if (c.description === undefined) {
       rows.push([c.name, '?', `unreadable state: ${c.problem ?? ''}`]);
       continue;
     }
-    const running = c.state.machines.filter((m) => m.status === 'running').length;
+    const running = c.description.machines.filter((m) => m.status === 'running').length;
     rows.push([
       c.name,
-      `${running}/${c.state.machines.length} running`,
-      c.state.etcd.members.map((m) => m.hostClientUrl).join(','),
+      `${running}/${c.description.machines.length} running`,
+      c.description.hostEtcdEndpoints.join(','),
     ]);
   }
   io.out(table(rows));
