@@ -88,6 +88,7 @@ export function isGlobalUnit(name: string, options: readonly UnitOption[]): bool
  * that reports a state, then the one with the current hash, then the lowest ID.
  */
 export function primaryPlacement(facts: UnitFacts): string | undefined {
+  if (facts.placements.size === 1) return facts.placements.keys().next().value;
   let best: string | undefined;
   let bestScore = -1;
   for (const [machineID, placement] of [...facts.placements].sort(([a], [b]) => (a < b ? -1 : 1))) {
@@ -129,15 +130,13 @@ export function unitJson(facts: UnitFacts): UnitJson {
     facts.placements.size === 0 && facts.desiredState !== 'inactive' && facts.unplacedReason
       ? facts.unplacedReason
       : undefined;
-  // Spreads keep fleet's key order while leaving empty fields out.
-  return {
-    currentState: current,
-    desiredState: facts.desiredState,
-    ...(machineID !== undefined ? { machineID } : {}),
-    name: facts.name,
-    ...(facts.options.length > 0 ? { options: facts.options.map(optionJson) } : {}),
-    ...(unplaced !== undefined ? { unplacedReason: unplaced } : {}),
-  };
+  // Assigned in fleet's key order (JSON keeps insertion order); empty fields left out.
+  const out = { currentState: current, desiredState: facts.desiredState } as UnitJson;
+  if (machineID !== undefined) out.machineID = machineID;
+  out.name = facts.name;
+  if (facts.options.length > 0) out.options = facts.options.map(optionJson);
+  if (unplaced !== undefined) out.unplacedReason = unplaced;
+  return out;
 }
 
 /**
