@@ -53,13 +53,18 @@ export class UnitTable implements ConflictIndex {
   readonly globals: number[] = [];
 
   constructor(units: ReadonlyMap<string, SchedulerUnit>, machines: MachineIndex) {
-    // Sorting the entries, rather than the names and then looking each one up,
-    // spares 100,000 random-order lookups in the caller's map.
-    const entries = [...units].sort(byName);
-    const sortedNames = new Array<string>(entries.length);
-    this.activeAt = new Int32Array(entries.length).fill(-1);
-    for (let i = 0; i < entries.length; i++) {
-      const [name, unit] = entries[i]!;
+    // Sort positions by name rather than names followed by a lookup each: no
+    // random-order lookups in the caller's map, no per-entry pair objects. Order
+    // is by UTF-16 code units (`<`), which lookup() and the task walk rely on.
+    const keys = [...units.keys()];
+    const values = [...units.values()];
+    const order = Array.from({ length: keys.length }, (_, i) => i);
+    order.sort((a, b) => (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : 0));
+    const sortedNames = new Array<string>(keys.length);
+    this.activeAt = new Int32Array(keys.length).fill(-1);
+    for (let i = 0; i < order.length; i++) {
+      const name = keys[order[i]!]!;
+      const unit = values[order[i]!]!;
       sortedNames[i] = name;
       if (unit.desiredState === 'inactive') continue;
       this.activeAt[i] = this.names.length;
@@ -248,9 +253,4 @@ interface ReplaceGlobs {
   readonly wild: (number[] | undefined)[];
   /** Ids of all wildcard globs used in Replaces. */
   readonly globIds: Set<number>;
-}
-
-/** Code-unit order, as `Array.prototype.sort` without a comparator and `<` use. */
-function byName(a: readonly [string, unknown], b: readonly [string, unknown]): number {
-  return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0;
 }
