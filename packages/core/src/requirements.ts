@@ -71,6 +71,11 @@ export function splitMultiValue(value: string): string[] {
  * Replaces `%n` (full name), `%N` (name without type), `%p` (prefix) and `%i`
  * (instance) with parts of the unit's own name. For a name without `@`, `%p` is
  * the name without type and `%i` is empty, as in systemd.
+ *
+ * A template (`web@.service`) keeps `%i`: its values are expanded per
+ * instance, and the template itself is never scheduled. Expanding it to ''
+ * would make `MachineMetadata=zone=%i` a malformed item and refuse the
+ * template (fleet expanded it to '' and silently ignored the item).
  */
 export function expandSpecifiers(value: string, unitName: string): string {
   if (!value.includes('%')) return value;
@@ -84,7 +89,7 @@ export function expandSpecifiers(value: string, unitName: string): string {
       case '%p':
         return info.prefix;
       default:
-        return info.instance;
+        return info.isTemplate ? m : info.instance;
     }
   });
 }

@@ -52,6 +52,12 @@ describe('specifiers', () => {
     const r = req('MachineMetadata=zone=%i', 'svc@eu1.service');
     assert.deepEqual([...r.machineMetadata], [['zone', ['eu1']]]);
   });
+  it('a template keeps %i (it is expanded per instance), so MachineMetadata=zone=%i is valid on it', () => {
+    assert.equal(expandSpecifiers('%n|%N|%p|%i', 'web@.service'), 'web@.service|web@|web|%i');
+    const options = parseUnitFile('[Service]\nExecStart=/bin/true\n[X-Fleet]\nMachineMetadata=zone=%i\n');
+    assert.deepEqual([...validateUnitOptions(options, 'svc@.service').machineMetadata], [['zone', ['%i']]]);
+    assert.deepEqual([...validateUnitOptions(options, 'svc@m1.service').machineMetadata], [['zone', ['m1']]]);
+  });
 });
 
 describe('requirements and aliases', () => {
