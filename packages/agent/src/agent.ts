@@ -226,11 +226,21 @@ export class Agent {
       await manager.unload(unloads);
       for (const u of unloads) this.local.delete(u);
     }
+    // A daemon reload costs ~150 ms (local-cluster.md) and is needed only when
+    // systemd may hold an old definition: after unloads, for names it already
+    // knows, or to apply [Install] enablement. A unit systemd does not know is
+    // loaded on first use (systemd 252 retries not-found units once its unit
+    // directories change), so a brand-new unit starts without one.
+    let reload = unloads.length > 0 || files.some((f) => f.install);
     if (files.length > 0) {
+      if (!reload) {
+        const before = await manager.statuses(files.map((f) => f.name));
+        reload = files.some((f) => (before.get(f.name)?.loadState ?? 'not-found') !== 'not-found');
+      }
       await manager.writeAndLink(files);
       for (const f of files) this.local.set(f.name, { hash: hashOfText(f.text), state: 'loaded' });
     }
-    if (unloads.length > 0 || files.length > 0) await manager.reload();
+    if (reload) await manager.reload();
     this.watchStatuses();
     for (const t of run) {
       const unit = this.local.get(t.unit);

@@ -3,10 +3,12 @@
  * depends on them, for reconcile tests that run in milliseconds:
  *
  * - a units directory (name → text), runtime links and enablement;
- * - systemd's *loaded* definitions, which change only on {@link reload}: a
- *   unit linked but never reloaded cannot be started (NotFoundError, like
- *   StartUnit's NoSuchUnit), and a unit whose file changed since the last
- *   reload starts with the OLD text (recorded in {@link staleStarts});
+ * - systemd's *loaded* definitions: a linked unit systemd does not know yet
+ *   is loaded on first use (systemd 252 retries loading a not-found unit once
+ *   its unit directories changed — measured in a lab machine), but a unit it
+ *   already knows keeps its definition until {@link reload}: started after
+ *   its file changed, it runs the OLD text (recorded in {@link staleStarts});
+ *   an unlinked unit cannot be started (NotFoundError, like NoSuchUnit);
  * - jobs: start → activating/start, then on the next tick active/running (or
  *   failed/failed when {@link FakeUnitManagerOptions.fails} says so); stop →
  *   deactivating/stop, then inactive/dead; stopping a failed unit leaves it
@@ -208,7 +210,7 @@ export class FakeUnitManager implements UnitManager {
     validateUnitName(name);
     this.calls.startUnit++;
     this.operations.push({ op: 'startUnit', units: [name] });
-    const text = this.loaded.get(name);
+    const text = this.loadOnDemand(name);
     if (text === undefined) {
       throw new NotFoundError(`Unit ${name} not found.`, {
         fields: { unit: name, dbusError: 'org.freedesktop.systemd1.NoSuchUnit' },
@@ -269,6 +271,16 @@ export class FakeUnitManager implements UnitManager {
     for (const name of names) validateUnitName(name);
     this.calls.statuses++;
     return new Map(names.map((name) => [name, this.status(name)]));
+  }
+
+  /** systemd's on-demand load: a linked file it does not know is read on first use. */
+  private loadOnDemand(name: string): string | undefined {
+    const known = this.loaded.get(name);
+    if (known !== undefined) return known;
+    const text = this.files.get(name);
+    if (text === undefined || !this.linked.has(name)) return undefined;
+    this.loaded.set(name, text);
+    return text;
   }
 
   /** Like {@link SystemdManager.mainPID}: 0 when the unit has no main process. */
@@ -367,7 +379,7 @@ export class FakeUnitManager implements UnitManager {
     const state = this.runtime.get(name);
     return {
       name,
-      loadState: this.loaded.has(name) ? 'loaded' : 'not-found',
+      loadState: this.loadOnDemand(name) !== undefined ? 'loaded' : 'not-found',
       activeState: state?.activeState ?? 'inactive',
       subState: state?.subState ?? 'dead',
     };

@@ -68,7 +68,7 @@ describe('agent reconcile loop (in-memory registry, fake systemd)', () => {
     assert.equal(manager.loadedText('hello.service'), serializeUnitOptions(body()));
   });
 
-  it('links a burst of units in one call and reloads once', async () => {
+  it('links a burst of new units in one call; systemd loads them on first use, so no reload', async () => {
     const agent = await startAgent();
     await agent.nextReconcile().catch(() => undefined);
     manager.resetCounters();
@@ -89,8 +89,39 @@ describe('agent reconcile loop (in-memory registry, fake systemd)', () => {
     );
     assert.equal(manager.calls.writeAndLink, 1);
     assert.equal(manager.calls.linkedFiles, 50);
-    assert.equal(manager.calls.reload, 1);
+    assert.equal(manager.calls.reload, 0);
     assert.equal(manager.calls.startUnit, 50);
+    assert.deepEqual(manager.staleStarts, []);
+  });
+
+  it('reloads once when systemd already knows a unit (changed bodies, unloads)', async () => {
+    await startAgent();
+    await place('k1.service', 'launched', '/bin/sleep 1');
+    await place('k2.service', 'launched', '/bin/sleep 2');
+    await eventually(() => manager.status('k2.service').activeState === 'active');
+    manager.resetCounters();
+    const ops = [];
+    for (const [unit, cmd] of [
+      ['k1.service', '/bin/sleep 11'],
+      ['k2.service', '/bin/sleep 22'],
+    ] as const) {
+      const options = body(cmd);
+      const hash = unitHash(options);
+      ops.push({ type: 'put' as const, key: registry.keys.body(hash), value: JSON.stringify({ options }) });
+      ops.push({
+        type: 'put' as const,
+        key: registry.keys.placement(ME, unit),
+        value: JSON.stringify({ hash, desiredState: 'launched' }),
+      });
+    }
+    await kv.txn([], ops);
+    await eventually(
+      () =>
+        /sleep 22/.test(manager.loadedText('k2.service') ?? '') &&
+        manager.status('k2.service').activeState === 'active',
+    );
+    assert.equal(manager.calls.reload, 1);
+    assert.deepEqual(manager.staleStarts, [], 'never started from an old definition');
   });
 
   it('stops on loaded, unloads when no longer placed here, and withdraws the state', async () => {

@@ -40,12 +40,13 @@ describe('FakeUnitManager', () => {
     assert.equal(m.calls.writeAndLink, 0);
   });
 
-  it('a linked unit is not startable until a reload; after it, start goes activating then active/running', async () => {
+  it('an unlinked unit cannot start; a linked one systemd does not know loads on first use; start goes activating then active/running', async () => {
     const m = new FakeUnitManager();
     const r = recorder();
-    await m.writeAndLink([svc('a.service')]);
     await assert.rejects(m.startUnit('a.service'), NotFoundError);
     assert.equal((await m.statuses(['a.service'])).get('a.service')?.loadState, 'not-found');
+    await m.writeAndLink([svc('a.service')]);
+    assert.equal((await m.statuses(['a.service'])).get('a.service')?.loadState, 'loaded');
     await m.reload();
     assert.equal(m.needsReload, false);
     m.watch(new Set(['a.service']), r.listener);

@@ -124,6 +124,24 @@ describe('SystemdManager against systemd in a fleet-lab machine', { skip: !isRoo
     assert.equal(await m.mainPID(name), pid);
   });
 
+  it('systemd loads a unit it does not know on first use: a new unit starts without a reload, a known one keeps its old definition until one', async () => {
+    const name = 'sm-noreload.service';
+    // Queried first, so systemd holds a not-found stub (as the agent's pre-check leaves it).
+    assert.equal((await m.statuses([name])).get(name)?.loadState, 'not-found');
+    await m.writeAndLink([service(name)]);
+    watch(name);
+    await m.startUnit(name);
+    await heardState(name, 'loaded active/running');
+    assert.equal(await systemctl('show', '-p', 'NeedDaemonReload', '--value', name), 'no');
+    // a changed file of a known unit is not picked up without a reload
+    await m.writeAndLink([{ name, text: `${service(name).text}Environment=CHANGED=1\n`, install: false }]);
+    assert.equal(await systemctl('show', '-p', 'NeedDaemonReload', '--value', name), 'yes');
+    await m.reload();
+    assert.equal(await systemctl('show', '-p', 'NeedDaemonReload', '--value', name), 'no');
+    await m.unload([name]);
+    await m.reload();
+  });
+
   it('stop: the listener hears inactive/dead', async () => {
     await m.stopUnit('sm-hello.service');
     await heardState('sm-hello.service', 'loaded inactive/dead');
