@@ -60,6 +60,8 @@ export function buildProgram(): Command {
       [],
     )
     .option('--timeout <ms>', 'boot deadline per machine', '30000')
+    .option('--fleetd', "run this checkout's fleetd under systemd in every machine (needs `make build`)")
+    .option('--agent-ttl <duration>', 'fleetd agent_ttl with --fleetd', '5s')
     .option('--json', 'print the cluster description as JSON')
     .action(action((options: UpOptions) => up(options, stdio)));
 

@@ -1,5 +1,7 @@
 import { existsSync } from 'node:fs';
+import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
+import { UnavailableError } from '@fleet/core';
 
 /** This checkout's root (the lab makes it visible inside machines at the same path). */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/, '');
@@ -41,4 +43,58 @@ RestartSec=200ms
 [Install]
 WantedBy=multi-user.target
 `;
+}
+
+/** The API endpoint of the fleetd inside a machine, as seen from the host (fleetctl's --endpoint). */
+export function fleetdEndpoint(machineRootPath: string): string {
+  return `unix://${machineRootPath}/run/fleet.sock`;
+}
+
+/** How many live machines the fleetd at `socketPath` lists (undefined if it does not answer). */
+function listedMachines(socketPath: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const req = request(
+      { socketPath, path: '/fleet/v1/machines?alt=json', headers: { Host: 'domain-sock' }, timeout: 2000 },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => {
+          try {
+            const parsed = JSON.parse(body) as { machines?: unknown[] };
+            resolve(res.statusCode === 200 ? (parsed.machines?.length ?? 0) : undefined);
+          } catch {
+            resolve(undefined);
+          }
+        });
+      },
+    );
+    req.on('error', () => resolve(undefined));
+    req.on('timeout', () => req.destroy());
+    req.end();
+  });
+}
+
+/**
+ * Waits until the fleetd of every given machine answers and lists `expected`
+ * machines (deadline), so a cluster is usable when `up --fleetd` returns.
+ */
+export async function waitForFleetd(
+  rootPaths: readonly string[],
+  expected: number,
+  timeoutMs = 60_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (const root of rootPaths) {
+    for (;;) {
+      const n = await listedMachines(`${root}/run/fleet.sock`);
+      if (n !== undefined && n >= expected) break;
+      if (Date.now() > deadline) {
+        throw new UnavailableError(
+          `fleetd in ${root} did not list ${expected} machines within ${timeoutMs} ms (is it built? see journalctl -u fleetd in the machine)`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }

@@ -22,4 +22,11 @@ export { type ExecOptions, MACHINE_EXEC_ENV } from './machine.js';
 export type { RunResult } from './proc.js';
 export { BOOT_TARGET, ENV_FILE, MASKED_UNITS } from './seed.js';
 export type { MachineStatus } from './state.js';
-export { FLEETD_MAIN, REPO_ROOT, fleetdServiceText, type FleetdServiceOptions } from './fleetd.js';
+export {
+  FLEETD_MAIN,
+  REPO_ROOT,
+  fleetdEndpoint,
+  fleetdServiceText,
+  waitForFleetd,
+  type FleetdServiceOptions,
+} from './fleetd.js';

@@ -1,5 +1,9 @@
 import { ValidationError } from '@fleet/core';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startCluster } from '../cluster.js';
+import { fleetdEndpoint, fleetdServiceText, waitForFleetd } from '../fleetd.js';
 import { formatDescription } from '../format.js';
 import { type CommandIO, json } from './io.js';
 
@@ -13,6 +17,8 @@ export interface UpOptions {
   readonly keep: readonly string[];
   readonly timeout: string;
   readonly json?: boolean;
+  readonly fleetd?: boolean;
+  readonly agentTtl: string;
 }
 
 /** Parses repeated `KEY=VALUE` flags. */
@@ -44,28 +50,56 @@ export async function up(options: UpOptions, io: CommandIO): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   const started = Date.now();
+  // --fleetd: this checkout's fleetd runs under systemd in every machine.
+  const tmp = mkdtempSync(join(tmpdir(), 'fleet-lab-up-'));
+  const serviceFiles = [...options.serviceFile];
+  if (options.fleetd === true) {
+    const file = join(tmp, 'fleetd.service');
+    writeFileSync(file, fleetdServiceText({ agentTtl: options.agentTtl }));
+    serviceFiles.push(file);
+  }
   try {
     const cluster = await startCluster({
       name: options.name,
       machines: parseCount('--machines', options.machines),
       etcdMembers: members,
       shareNet: options.shareNet === true,
-      serviceFiles: options.serviceFile,
+      serviceFiles,
       machineEnv: () => env,
       ...(options.keep.length > 0 ? { keepPaths: options.keep } : {}),
       bootTimeoutMs: parseCount('--timeout', options.timeout),
       signal: abort.signal,
     });
+    const endpoints = options.fleetd === true ? cluster.machines.map((m) => fleetdEndpoint(m.rootPath)) : [];
+    if (options.fleetd === true) {
+      try {
+        await waitForFleetd(
+          cluster.machines.map((m) => m.rootPath),
+          cluster.machines.length,
+        );
+      } catch (err) {
+        await cluster.close();
+        throw err;
+      }
+    }
     if (options.json === true) {
-      io.out(json(cluster.describe()));
+      io.out(
+        json({ ...cluster.describe(), ...(endpoints.length > 0 ? { fleetctlEndpoints: endpoints } : {}) }),
+      );
     } else {
       io.out(formatDescription(cluster.describe()));
+      if (endpoints.length > 0) {
+        io.out('\nfleetd runs in every machine; point fleetctl at any of them:');
+        io.out(`  export FLEETCTL_ENDPOINT=${endpoints[0] ?? ''}`);
+        io.out(`  bin/fleetctl --endpoint=${endpoints[0] ?? ''} list-machines`);
+      }
       io.out(
         `\nup in ${((Date.now() - started) / 1000).toFixed(2)} s; remove with: fleet-lab down ${cluster.name}`,
       );
     }
     return 0;
   } finally {
+    rmSync(tmp, { recursive: true, force: true });
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
