@@ -121,4 +121,30 @@ describe('fleetd daemons against a real etcd', () => {
     assert.equal(manager.calls.startUnit + manager.calls.stopUnit + manager.calls.unload, 0);
     assert.equal((await client(n).getUnit('hello.service'))?.machineID, runnerID);
   });
+
+  it('SIGHUP reload applies new metadata at once; SIGUSR1 dump shows the units and hides the etcd password', async () => {
+    const d = daemons.find((x) => x.state === 'running') as Fleetd;
+    const n = d.machineID === id(1) ? 1 : 2;
+    const { config } = loadConfig({
+      configPath: join(dir, 'empty.conf'),
+      flags: {
+        etcd_servers: etcd.endpoint,
+        etcd_key_prefix: prefix,
+        socket_path: join(dir, `fleet-${n}.sock`),
+        state_dir: join(dir, `state-${n}`),
+        public_ip: `10.9.0.${n}`,
+        agent_ttl: '2s',
+        metadata: 'region=eu,disk=ssd',
+        etcd_password: 'secret',
+      },
+    });
+    await d.reload(config);
+    await eventually(async () => {
+      const m = (await client(n).listMachines()).find((x) => x.id === d.machineID);
+      return m?.metadata?.['region'] === 'eu' && m.metadata['disk'] === 'ssd';
+    });
+    const dump = JSON.stringify(d.dump());
+    assert.match(dump, /"hello\.service"/);
+    assert.doesNotMatch(dump, /secret/);
+  });
 });
