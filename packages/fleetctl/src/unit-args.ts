@@ -3,14 +3,18 @@ import { dirname, join, resolve } from 'node:path';
 import type { FleetClient } from '@fleet/client';
 import {
   errorMessage,
+  findReplacesCycle,
   isFleetError,
   mangleUnitName,
+  parseRequirements,
   parseUnitFile,
+  replacesCycleMessage,
   unitHash,
   unitNameInfo,
   unitNameProblem,
   validateUnitOptions,
   type JobState,
+  type Requirements,
   type UnitOption,
 } from '@fleet/core';
 import { UsageError } from './errors.js';
@@ -130,6 +134,11 @@ const replaceableFrom: Readonly<Record<CreateMode, readonly JobState[]>> = {
  * without `--replace` (fleet only warned and kept the old one); with it, the
  * unit is replaced, if its desired state allows it for this command.
  *
+ * Every unit is checked before the first one is written (fleet wrote them one
+ * by one and stopped at the first error, leaving the others half-submitted),
+ * including Replaces cycles among the units of the batch, which the cluster
+ * can only see one write at a time.
+ *
  * @throws Error with a message for `Error creating units: …`; UsageError for bad names.
  */
 export async function ensureUnits(
@@ -139,6 +148,7 @@ export async function ensureUnits(
   mode: CreateMode,
   replace: boolean,
 ): Promise<void> {
+  const writes: Array<{ readonly name: string; readonly source: UnitSource; readonly what: string }> = [];
   for (const u of units) {
     const existing = await client.getUnit(u.name);
     if (existing !== undefined) {
@@ -159,15 +169,43 @@ export async function ensureUnits(
         );
       }
       checkUnit(session, u.name, local);
-      await create(client, u.name, local.options);
-      session.debug(`replaced unit ${u.name} from ${local.origin}`);
+      writes.push({ name: u.name, source: local, what: 'replaced' });
       continue;
     }
     const source = await findSource(session, client, u);
     checkUnit(session, u.name, source);
-    await create(client, u.name, source.options);
-    session.debug(`created unit ${u.name} from ${source.origin}`);
+    writes.push({ name: u.name, source, what: 'created' });
   }
+  await refuseReplacesCycle(client, writes);
+  for (const w of writes) {
+    await create(client, w.name, w.source.options);
+    session.debug(`${w.what} unit ${w.name} from ${w.source.origin}`);
+  }
+}
+
+/**
+ * Refuses a batch whose units would form a Replaces cycle, among themselves or
+ * through units already in the cluster. A single write is checked by the
+ * cluster itself; only a batch needs the whole list read here.
+ */
+async function refuseReplacesCycle(
+  client: FleetClient,
+  writes: ReadonlyArray<{ readonly name: string; readonly source: UnitSource }>,
+): Promise<void> {
+  if (writes.length < 2) return;
+  const batch = new Map(writes.map((w) => [w.name, parseRequirements(w.source.options, w.name)]));
+  if (![...batch.values()].some((r) => r.replaces.length > 0)) return;
+  const all = new Map<string, Pick<Requirements, 'replaces'>>();
+  for (const unit of await client.listUnits()) {
+    try {
+      all.set(unit.name, parseRequirements(unit.options ?? [], unit.name));
+    } catch {
+      // A stored unit whose requirements no longer parse replaces nothing.
+    }
+  }
+  for (const [name, req] of batch) all.set(name, req);
+  const cycle = findReplacesCycle(all);
+  if (cycle !== undefined && cycle.some((n) => batch.has(n))) throw new Error(replacesCycleMessage(cycle));
 }
 
 async function create(client: FleetClient, name: string, options: readonly UnitOption[]): Promise<void> {

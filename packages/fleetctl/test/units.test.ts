@@ -119,6 +119,37 @@ describe('submit', () => {
     assert.equal(c.fake.requestsTo('PUT', '/').length, 0);
   });
 
+  it('checks the whole batch before sending anything: a circular Replaces among the units stores none', async () => {
+    c.write('ok.service', HELLO);
+    c.write('a.service', '[Service]\nExecStart=/bin/true\n[X-Fleet]\nReplaces=b.service\n');
+    c.write('b.service', '[Service]\nExecStart=/bin/true\n[X-Fleet]\nReplaces=c.service\n');
+    c.write('c.service', '[Service]\nExecStart=/bin/true\n[X-Fleet]\nReplaces=a.service\n');
+    c.write('bad.service', '[Service]\nExecStart=/bin/true\n[X-Fleet]\nMachineID=abc\nGlobal=true\n');
+    for (const verb of ['submit', 'start']) {
+      const r = await c.run([verb, 'ok.service', 'a.service', 'b.service', 'c.service']);
+      assert.equal(r.code, 1, r.stderr);
+      assert.equal(
+        r.stderr,
+        'Error creating units: circular Replaces: a.service replaces b.service replaces c.service replaces a.service\n',
+      );
+      // A unit refused by fleetctl's own checks stops the batch before its first write too.
+      const bad = await c.run([verb, 'ok.service', 'bad.service']);
+      assert.equal(bad.code, 1, bad.stderr);
+      assert.equal(c.fake.requestsTo('PUT', '/').length, 0, verb);
+    }
+    // The cycle may go through a unit already in the cluster.
+    assert.equal((await c.run(['submit', 'b.service'])).code, 0);
+    const r = await c.run(['submit', 'ok.service', 'a.service', 'c.service']);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /circular Replaces: a\.service replaces b\.service replaces c\.service replaces a\.service/,
+    );
+    assert.deepEqual([...c.fake.units.keys()], ['b.service']);
+    // Without the cycle the batch goes through.
+    assert.equal((await c.run(['submit', 'ok.service', 'a.service'])).code, 0);
+  });
+
   it('wants at least one unit', async () => {
     const r = await c.run(['submit']);
     assert.equal(r.code, 2);
