@@ -1,17 +1,15 @@
 import type { MachinePatchOp } from '@fleet/core';
 import type { ApiContext, RequestContext } from './context.js';
 import { HttpError, readBody, sendEmpty, sendJson } from './http.js';
-import { hasMorePages, pageOf, requestedPage } from './paging.js';
-import { machineJson, type MachineJson } from './views.js';
+import { pageOf, requestedPage } from './paging.js';
+import { machineJson } from './views.js';
 
 /** `GET machines`: live machines, paged, sorted by ID. */
 export async function listMachines(api: ApiContext, rc: RequestContext): Promise<void> {
   const token = requestedPage(rc.query.get('nextPageToken'), api.tokenLimit);
-  let all = token.page > 1 ? api.snapshots.get<MachineJson>('machines') : undefined;
-  if (all === undefined) {
-    all = (await api.registry.listMachines()).map(machineJson);
-    if (hasMorePages(all.length, token)) api.snapshots.set('machines', all);
-  }
+  const all = await api.snapshots.items('machines', token, async () =>
+    (await api.registry.listMachines()).map(machineJson),
+  );
   const page = pageOf(all, token);
   sendJson(rc.res, 200, {
     ...(page.items.length > 0 ? { machines: page.items } : {}),

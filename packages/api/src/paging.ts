@@ -7,7 +7,8 @@ import { decodePageToken, encodePageToken, type PageToken } from '@fleet/core';
  * Fleet re-read the whole collection for every page, so a change between
  * two pages could skip or repeat items, and a 10,000-unit listing read etcd
  * a hundred times. Ours: the first page's read is kept as a snapshot for a
- * few seconds and later pages of the same collection are cut from it. The
+ * few seconds and later pages of the same collection are cut from it;
+ * concurrent first pages share one read. The
  * token format is fleet's and has no room for a snapshot ID, so the snapshot
  * is per collection (and filter) on this fleetd: the latest first page wins,
  * and a write through this fleetd drops every snapshot.
@@ -31,14 +32,16 @@ export function requestedPage(token: string | null, defaultLimit: number): PageT
   return decodePageToken(token);
 }
 
-/** Whether there are pages after `token` in a collection of `total` items. */
-export function hasMorePages(total: number, token: PageToken): boolean {
-  return token.page * token.limit < total;
-}
-
-/** Recent full reads of paged collections, keyed by collection and filter. */
+/**
+ * Full reads of paged collections, shared: the first page's read is kept for
+ * the following pages (for `ttlMs`), and concurrent first pages of the same
+ * collection share one read instead of each reading etcd.
+ */
 export class PageSnapshots {
   private readonly entries = new Map<string, { at: number; items: readonly unknown[] }>();
+  private readonly inflight = new Map<string, Promise<readonly unknown[]>>();
+  /** Bumped by every write through this fleetd: reads started before it are not reused. */
+  private generation = 0;
 
   constructor(
     private readonly ttlMs: number,
@@ -46,7 +49,32 @@ export class PageSnapshots {
     private readonly now: () => number = () => Date.now(),
   ) {}
 
-  get<T>(key: string): readonly T[] | undefined {
+  /**
+   * The collection `key` for the page `token` names: a later page comes from
+   * the snapshot if there is a fresh one; otherwise `read` runs (or a read of
+   * the same collection already running since the last write is joined).
+   */
+  async items<T>(key: string, token: PageToken, read: () => Promise<readonly T[]>): Promise<readonly T[]> {
+    if (token.page > 1) {
+      const snap = this.get<T>(key);
+      if (snap !== undefined) return snap;
+    }
+    const generation = this.generation;
+    const flightKey = `${generation}\u0000${key}`;
+    let flight = this.inflight.get(flightKey) as Promise<readonly T[]> | undefined;
+    if (flight === undefined) {
+      flight = read()
+        .then((items) => {
+          if (generation === this.generation) this.set(key, items);
+          return items;
+        })
+        .finally(() => this.inflight.delete(flightKey));
+      this.inflight.set(flightKey, flight);
+    }
+    return flight;
+  }
+
+  private get<T>(key: string): readonly T[] | undefined {
     const e = this.entries.get(key);
     if (e === undefined) return undefined;
     if (this.now() - e.at > this.ttlMs) {
@@ -56,7 +84,7 @@ export class PageSnapshots {
     return e.items as readonly T[];
   }
 
-  set<T>(key: string, items: readonly T[]): void {
+  private set<T>(key: string, items: readonly T[]): void {
     if (this.ttlMs <= 0) return;
     this.entries.delete(key);
     this.entries.set(key, { at: this.now(), items });
@@ -68,8 +96,9 @@ export class PageSnapshots {
     }
   }
 
-  /** Drops every snapshot (after a write, so this fleetd's clients read their writes). */
+  /** Drops every snapshot and stops reuse of running reads (after a write, so this fleetd's clients read their writes). */
   clear(): void {
     this.entries.clear();
+    this.generation++;
   }
 }

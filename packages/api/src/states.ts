@@ -1,8 +1,8 @@
 import { isValidUnitName } from '@fleet/core';
 import type { ApiContext, RequestContext } from './context.js';
 import { HttpError, sendJson } from './http.js';
-import { hasMorePages, pageOf, requestedPage } from './paging.js';
-import { chooseState, compareStates, unitStateJson, type UnitStateJson } from './views.js';
+import { pageOf, requestedPage } from './paging.js';
+import { chooseState, compareStates, unitStateJson } from './views.js';
 
 /** A query parameter, with an empty value read as absent (as fleet's Go did). */
 function param(query: URLSearchParams, key: string): string | undefined {
@@ -16,19 +16,15 @@ export async function listStates(api: ApiContext, rc: RequestContext): Promise<v
   const machineID = param(rc.query, 'machineID');
   const unitName = param(rc.query, 'unitName');
   const key = `state\u0000${machineID ?? ''}\u0000${unitName ?? ''}`;
-  let all = token.page > 1 ? api.snapshots.get<UnitStateJson>(key) : undefined;
-  if (all === undefined) {
+  const all = await api.snapshots.items(key, token, async () => {
     // No valid unit has an invalid name: nothing to read for one.
-    const states =
-      unitName !== undefined && !isValidUnitName(unitName)
-        ? []
-        : await api.registry.listStates({
-            ...(machineID !== undefined ? { machineID } : {}),
-            ...(unitName !== undefined ? { unitName } : {}),
-          });
-    all = [...states].sort(compareStates).map(unitStateJson);
-    if (hasMorePages(all.length, token)) api.snapshots.set(key, all);
-  }
+    if (unitName !== undefined && !isValidUnitName(unitName)) return [];
+    const states = await api.registry.listStates({
+      ...(machineID !== undefined ? { machineID } : {}),
+      ...(unitName !== undefined ? { unitName } : {}),
+    });
+    return [...states].sort(compareStates).map(unitStateJson);
+  });
   const page = pageOf(all, token);
   sendJson(rc.res, 200, {
     ...(page.nextPageToken !== undefined ? { nextPageToken: page.nextPageToken } : {}),

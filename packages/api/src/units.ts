@@ -11,20 +11,15 @@ import {
 import type { Registry } from '@fleet/registry';
 import type { ApiContext, RequestContext } from './context.js';
 import { HttpError, readBody, requireJsonContentType, sendEmpty, sendJson } from './http.js';
-import { hasMorePages, pageOf, requestedPage } from './paging.js';
+import { pageOf, requestedPage } from './paging.js';
 import { readAllUnits, readUnit } from './reads.js';
 import { replacesCycleThrough } from './replaces.js';
 import { parsePutRequest, type PutUnitRequest } from './unit-body.js';
-import type { UnitJson } from './views.js';
 
 /** `GET units`: every unit, paged, sorted by name. */
 export async function listUnits(api: ApiContext, rc: RequestContext): Promise<void> {
   const token = requestedPage(rc.query.get('nextPageToken'), api.tokenLimit);
-  let all = token.page > 1 ? api.snapshots.get<UnitJson>('units') : undefined;
-  if (all === undefined) {
-    all = await readAllUnits(api.registry);
-    if (hasMorePages(all.length, token)) api.snapshots.set('units', all);
-  }
+  const all = await api.snapshots.items('units', token, () => readAllUnits(api.registry));
   const page = pageOf(all, token);
   // Go's generated schema orders fields alphabetically: nextPageToken, units.
   sendJson(rc.res, 200, {

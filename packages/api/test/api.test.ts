@@ -638,6 +638,28 @@ describe('API: paging', () => {
     assert.equal(fresh.units?.at(-1)?.name, 'u247.service');
   });
 
+  it('lets concurrent first pages share one read of etcd', async () => {
+    const original = h.registry.listUnits.bind(h.registry);
+    let reads = 0;
+    h.registry.listUnits = async () => {
+      reads++;
+      await new Promise((r) => setTimeout(r, 50));
+      return original();
+    };
+    try {
+      const answers = await Promise.all([page(), page(), page(), page()]);
+      assert.equal(reads, 1);
+      for (const a of answers) assert.deepEqual(a, answers[0]);
+      // A write through this fleetd in between: the next first page reads again.
+      assert.equal((await h.req('DELETE', `${V1}/units/u000.service`)).status, 204);
+      const after = await page();
+      assert.equal(reads, 2);
+      assert.equal(after.units?.[0]?.name, 'u001.service');
+    } finally {
+      h.registry.listUnits = original;
+    }
+  });
+
   it('re-reads every page when snapshots are off (pageSnapshotTtlMs 0)', async () => {
     const h2 = await startHarness({ pageSnapshotTtlMs: 0, tokenLimit: 2 });
     try {
