@@ -19,6 +19,9 @@ import type { UnitFile, UnitManager, UnitStatus } from './unit-manager.js';
 
 export type AgentState = 'new' | 'starting' | 'running' | 'stopped';
 
+/** Longest wait between attempts to reconnect to systemd. */
+const MAX_RECONNECT_DELAY_MS = 5000;
+
 export interface AgentOptions {
   readonly registry: Registry;
   readonly machineID: string;
@@ -67,6 +70,7 @@ export class Agent {
   private resyncTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private startLoop: Promise<void> | undefined;
+  private reconnecting: Promise<void> | undefined;
   private readonly waiters: Array<() => void> = [];
   reconcileCount = 0;
   private closed = false;
@@ -142,6 +146,39 @@ export class Agent {
       this.resyncTimer.unref();
       this.trigger();
       return;
+    }
+  }
+
+  /**
+   * Tells the agent that the unit manager lost its connection (systemd's bus
+   * restarted): no status change is heard until it connects again, which it
+   * does only on its next call — and an idle agent makes none. So connect
+   * again now (retrying, with backoff, until systemd answers): the manager
+   * then resyncs every watched unit, and the states published for this
+   * machine's units become true again. A reconcile follows, for anything
+   * that failed meanwhile. fleetd wires this to SystemdManager's `onDisconnect`.
+   */
+  unitManagerLost(error: unknown): void {
+    if (this.isStopped() || this.reconnecting) return;
+    this.log(`lost the connection to systemd (${errorMessage(error)}); reconnecting`);
+    this.reconnecting = this.reconnectManager().finally(() => {
+      this.reconnecting = undefined;
+    });
+  }
+
+  private async reconnectManager(): Promise<void> {
+    let delay = this.options.retryDelayMs ?? 500;
+    while (!this.isStopped()) {
+      try {
+        await this.options.manager.start();
+        this.log('connected to systemd again');
+        this.trigger();
+        return;
+      } catch (err) {
+        this.log(`cannot reconnect to systemd yet: ${errorMessage(err)}`);
+        await new Promise((r) => setTimeout(r, delay).unref());
+        delay = Math.min(delay * 2, MAX_RECONNECT_DELAY_MS);
+      }
     }
   }
 

@@ -20,7 +20,9 @@
  *
  * Errors are the adapter's: ValidationError for invalid names, NotFoundError
  * for starting an unknown unit, UnavailableError after close() or while
- * {@link setUnavailable} is on.
+ * {@link setUnavailable} is on. {@link disconnect} drops the connection as
+ * the adapter's does when systemd's bus restarts: signals are lost until the
+ * next call reconnects and resyncs.
  */
 import { NotFoundError, UnavailableError, unitNameInfo, validateUnitName } from '@fleet/core';
 import type { StatusListener, UnitFile, UnitManager, UnitStatus } from './unit-manager.js';
@@ -36,6 +38,8 @@ export interface FakeUnitManagerOptions {
    * @default 0 (the next macrotask, via setImmediate)
    */
   readonly transitionDelayMs?: number;
+  /** Called when {@link FakeUnitManager.disconnect} drops the connection, like the adapter's option. */
+  readonly onDisconnect?: (error: UnavailableError) => void;
 }
 
 /** How often each method was called (a writeAndLink counts one link call, like the adapter's one LinkUnitFiles). */
@@ -147,10 +151,13 @@ export class FakeUnitManager implements UnitManager {
   private readonly known = new Map<string, UnitStatus>();
   private closed = false;
   private unavailable = false;
+  private disconnected = false;
+  private readonly onDisconnect: ((error: UnavailableError) => void) | undefined;
 
   constructor(options: FakeUnitManagerOptions = {}) {
     this.fails = options.fails ?? DEFAULT_FAILS;
     this.delayMs = options.transitionDelayMs ?? 0;
+    this.onDisconnect = options.onDisconnect;
   }
 
   // --- UnitManager ---
@@ -300,6 +307,8 @@ export class FakeUnitManager implements UnitManager {
     this.watched = next;
     this.listener = listener;
     if (added.length > 0) {
+      // Fetching the baseline is a call: it reconnects, as the adapter's does.
+      this.reconnect();
       // The adapter fetches a baseline asynchronously; so does the fake.
       this.later(() => {
         for (const name of added) this.notify(name);
@@ -322,6 +331,23 @@ export class FakeUnitManager implements UnitManager {
     this.unavailable = unavailable;
     // The adapter resyncs watched units on reconnect.
     if (wasUnavailable && !unavailable) for (const name of this.watched) this.notify(name);
+  }
+
+  /**
+   * Drops the connection as when systemd's bus restarts: `onDisconnect` is
+   * called, status changes are lost from now on, and the next call (or
+   * watching a new unit) reconnects and resyncs every watched unit, like
+   * the adapter.
+   */
+  disconnect(): void {
+    if (this.closed || this.disconnected) return;
+    this.disconnected = true;
+    this.onDisconnect?.(new UnavailableError('D-Bus connection closed (fake)'));
+  }
+
+  /** True between {@link disconnect} and the next call. */
+  get isDisconnected(): boolean {
+    return this.disconnected;
   }
 
   /**
@@ -394,6 +420,16 @@ export class FakeUnitManager implements UnitManager {
         fields: { dbusError: 'org.freedesktop.DBus.Error.NoServer' },
       });
     }
+    this.reconnect();
+  }
+
+  /** After {@link disconnect}: connects again and resyncs watched units (asynchronously, like the adapter). */
+  private reconnect(): void {
+    if (!this.disconnected) return;
+    this.disconnected = false;
+    this.later(() => {
+      for (const name of this.watched) this.notify(name);
+    });
   }
 
   private state(name: string): RuntimeState {
@@ -427,7 +463,7 @@ export class FakeUnitManager implements UnitManager {
 
   /** Tells the listener about a watched unit whose status differs from what it last heard. */
   private notify(name: string): void {
-    if (this.closed || this.unavailable || !this.watched.has(name)) return;
+    if (this.closed || this.unavailable || this.disconnected || !this.watched.has(name)) return;
     const status = this.status(name);
     const previous = this.known.get(name);
     if (

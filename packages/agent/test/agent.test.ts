@@ -184,6 +184,24 @@ describe('agent reconcile loop (in-memory registry, fake systemd)', () => {
     await eventually(() => !manager.unitFiles().has('run.service'));
   });
 
+  it("systemd's bus restarts: the agent reconnects on its own and reports what changed meanwhile", async () => {
+    // fleetd wires SystemdManager's onDisconnect to the agent the same way.
+    const wired: { agent?: Agent } = {};
+    manager = new FakeUnitManager({ onDisconnect: (err) => wired.agent?.unitManagerLost(err) });
+    wired.agent = await startAgent();
+    await place('watched.service', 'launched');
+    await eventually(async () => (await reported()).get('watched.service') === 'active/running');
+    await manager.settled();
+    manager.disconnect();
+    // A change behind fleet's back while nobody listens (an admin, a crash); the agent is idle.
+    manager.setUnitState('watched.service', { activeState: 'failed', subState: 'failed', mainPID: 0 });
+    await eventually(async () => (await reported()).get('watched.service') === 'failed/failed', {
+      timeoutMs: 3000,
+      message: 'the state published after the bus came back',
+    });
+    assert.equal(manager.isDisconnected, false);
+  });
+
   it('holds state reports while unregistered and publishes them under the new lease', async () => {
     let lease: string | undefined = undefined;
     const agent = await startAgent(() => lease);

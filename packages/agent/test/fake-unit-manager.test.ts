@@ -274,6 +274,25 @@ describe('FakeUnitManager', () => {
     assert.deepEqual(r.states('a.service'), ['inactive/dead', 'active/running']);
   });
 
+  it('disconnect: onDisconnect is told, changes are lost until the next call reconnects and resyncs', async () => {
+    const lost: UnavailableError[] = [];
+    const m = new FakeUnitManager({ onDisconnect: (err) => lost.push(err) });
+    const r = recorder();
+    await m.writeAndLink([svc('a.service')]);
+    await m.reload();
+    m.watch(new Set(['a.service']), r.listener);
+    await m.settled();
+    m.disconnect();
+    assert.equal(lost.length, 1);
+    m.setUnitState('a.service', { activeState: 'failed', subState: 'failed' });
+    await m.settled();
+    assert.deepEqual(r.states('a.service'), ['inactive/dead'], 'no signals while disconnected');
+    await m.start();
+    await m.settled();
+    assert.equal(m.isDisconnected, false);
+    assert.deepEqual(r.states('a.service'), ['inactive/dead', 'failed/failed']);
+  });
+
   it('close: idempotent, later calls are unavailable, no more listener calls, units keep running', async () => {
     const m = new FakeUnitManager();
     const r = recorder();

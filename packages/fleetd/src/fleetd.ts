@@ -102,6 +102,8 @@ export class Fleetd {
         userManager: c.systemd_user,
         startConcurrency: c.agent_start_concurrency,
         log: (m) => this.debug(m),
+        // The agent reconnects at once: an idle agent makes no call that would.
+        onDisconnect: (err) => this.agent?.unitManagerLost(err),
       });
     const presence = new PresenceKeeper({
       registry,
