@@ -11,6 +11,13 @@ import { PresenceKeeper } from './presence.js';
 
 export type FleetdState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
+/**
+ * How long a machine stays present after its fleetd exited for a restart
+ * (SIGUSR2) without the next one having taken over: long enough for a slow
+ * start, short enough that a machine that dies meanwhile is noticed.
+ */
+export const HANDOVER_TTL_SECONDS = 30;
+
 export interface FleetdOptions {
   readonly config: Config;
   /** Overrides for tests: a Kv (e.g. MemoryKv) and a UnitManager (e.g. FakeUnitManager). */
@@ -234,7 +241,8 @@ export class Fleetd {
    * Stops. `leave` (SIGTERM/SIGINT): resign leadership, revoke the machine's
    * lease so the engine moves its units within a second (P4), and unload the
    * units here (fleet's agent purged on shutdown). `handover`: keep units
-   * running and let the presence stay alive for a restarted fleetd (R4).
+   * running, and move the presence and the reported states to a lease of
+   * {@link HANDOVER_TTL_SECONDS} that the restarted fleetd takes over (R4).
    */
   async stop(mode: 'leave' | 'handover' = 'leave'): Promise<void> {
     if (this.stateNow === 'stopped' || this.stateNow === 'stopping') return;
@@ -247,8 +255,9 @@ export class Fleetd {
         await this.agent
           ?.purge()
           .catch((err: unknown) => this.log(`unloading units failed: ${errorMessage(err)}`));
-      } else {
-        await this.presence?.release();
+      } else if (await this.presence?.handOver(HANDOVER_TTL_SECONDS)) {
+        // The agent re-publishes its states under the hand-over lease (onRegistered).
+        await this.agent?.flushed(2000);
       }
       await this.agent?.stop();
       await this.listeners?.close();

@@ -110,13 +110,39 @@ export class PresenceKeeper {
     await this.loop;
   }
 
-  /** Stops keeping the presence without revoking it (restart hand-over: the next fleetd adopts it). */
-  async release(): Promise<void> {
+  /**
+   * Restart hand-over: moves the presence to a fresh lease of `ttlSeconds`
+   * that nobody keeps alive, and stops. The next fleetd (same owner token)
+   * takes it over; until then the machine stays present for `ttlSeconds`
+   * instead of one agent_ttl, which a restart under load can outlast (the
+   * engine would then move every unit away). The hand-over lease is the
+   * current {@link leaseID} afterwards, so reported states can be moved to it.
+   *
+   * @returns false when the presence could not be moved (etcd unreachable):
+   *   it is then left on its old lease, which expires after agent_ttl.
+   */
+  async handOver(ttlSeconds: number): Promise<boolean> {
     this.stopped = true;
-    const s = this.session;
-    this.session = undefined;
+    const old = this.session;
     this.wake?.();
-    s?.lease.release();
     await this.loop;
+    if (old === undefined) return false;
+    try {
+      const { registry, owner } = this.options;
+      const session = await registry.registerMachine(this.identityNow, ttlSeconds, owner);
+      session.lease.release();
+      this.session = session;
+      this.options.onRegistered?.(session);
+      this.options.log?.(
+        `presence handed over: lease ${session.lease.id} lasts ${ttlSeconds} s for the next fleetd`,
+      );
+      return true;
+    } catch (err) {
+      this.options.log?.(`cannot hand the presence over: ${errorMessage(err)}`);
+      this.session = undefined;
+      return false;
+    } finally {
+      old.lease.release();
+    }
   }
 }

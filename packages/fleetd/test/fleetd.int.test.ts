@@ -147,4 +147,29 @@ describe('fleetd daemons against a real etcd', () => {
     assert.match(dump, /"hello\.service"/);
     assert.doesNotMatch(dump, /secret/);
   });
+
+  it('handover restart slower than agent_ttl: the machine stays, its states stay, nothing moves (R4)', async () => {
+    // Machines 1 and 2 are both running again after the tests above.
+    await startDaemon(daemons.some((x) => x.machineID === id(1) && x.state === 'running') ? 2 : 1);
+    const runnerID = (await client(1).getUnit('hello.service'))?.machineID ?? '';
+    const n = runnerID === id(1) ? 1 : 2;
+    const other = n === 1 ? 2 : 1;
+    const d = daemons.find((x) => x.machineID === runnerID && x.state === 'running') as Fleetd;
+    const manager = managers.get(runnerID) as FakeUnitManager;
+    await d.stop('handover');
+    manager.resetCounters();
+    // A slow start (node under load): well past the 2 s agent_ttl before the next fleetd is up.
+    await new Promise((r) => setTimeout(r, 5000));
+    const seen = client(other);
+    assert.deepEqual(
+      (await seen.listMachines()).map((m) => m.id).sort(),
+      [id(1), id(2)],
+      'the restarting machine is still present',
+    );
+    assert.equal((await seen.getUnit('hello.service'))?.machineID, runnerID, 'not moved');
+    assert.equal((await seen.getUnitState('hello.service'))?.systemdActiveState, 'active', 'state kept');
+    await startDaemon(n, {}, manager);
+    await eventually(async () => (await client(n).getUnitState('hello.service'))?.machineID === runnerID);
+    assert.equal(manager.calls.startUnit + manager.calls.stopUnit + manager.calls.unload, 0);
+  });
 });
