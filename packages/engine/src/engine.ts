@@ -361,13 +361,19 @@ export class Engine {
    * Deletes unit bodies no unit refers to (fleet never collected them). Each
    * delete is conditional on the body being unchanged since we saw it, so a
    * concurrent submit of the same body (which re-writes it) wins the race.
+   *
+   * A body is written in the same transaction as the unit that uses it, but
+   * the two caches are fed by separate watches: a body whose write the units
+   * cache has not seen yet may belong to a unit this engine does not know
+   * about yet, so it is left for a later pass.
    */
   private async collectGarbageBodies(c: Caches, leadership: Leadership): Promise<number> {
     const referenced = new Set<string>();
     for (const rec of c.units.entries().values()) referenced.add(rec.hash);
+    const unitsSeen = c.units.revision;
     let deleted = 0;
     for (const [hash, body] of c.bodies.entries()) {
-      if (referenced.has(hash)) continue;
+      if (referenced.has(hash) || body.modRevision > unitsSeen) continue;
       const key = this.options.registry.keys.body(hash);
       try {
         await fencedCommit(

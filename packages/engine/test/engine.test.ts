@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { MemoryKv } from '@fleet/registry';
+import { MemoryKv, type Kv, type WatchEvent, type WatchHandlers } from '@fleet/registry';
 import { eventually } from '../../../test/support/eventually.js';
 import { EngineHarness } from './engine-harness.js';
 
@@ -81,6 +81,31 @@ describe('engine over the in-memory registry', () => {
     await eventually(async () => (await h.registry.getBody(rec?.hash ?? '')) === undefined);
   });
 
+  it('a body written again while the unit/ watch lags behind body/ is not collected (destroy, then submit again)', async () => {
+    const lagging = new LaggingUnitsKv(kv);
+    const h2 = new EngineHarness(lagging);
+    try {
+      h2.startEngine('m1');
+      await h2.machine('m1');
+      await h2.submit('a.service');
+      await h2.waitPlaced('a.service');
+      const hash = (await h2.registry.getUnitRecord('a.service'))?.hash ?? '';
+      await h2.registry.destroyUnit('a.service');
+      await eventually(async () => (await h2.registry.getBody(hash)) === undefined);
+      // The same unit again (unit and body in one transaction); the engine sees the body first.
+      lagging.lag = true;
+      await h2.submit('a.service');
+      await h2.machine('m2'); // something for the engine to reconcile meanwhile
+      await eventually(async () => (await h2.registry.listMachines()).length === 2);
+      await new Promise((r) => setTimeout(r, 100));
+      lagging.release();
+      await h2.waitPlaced('a.service');
+      assert.ok(await h2.registry.getBody(hash), 'the body of a live unit was collected');
+    } finally {
+      await h2.close();
+    }
+  });
+
   it('two engines: only one leads and commits; when it stops, the other takes over at once', async () => {
     const a = h.startEngine('m1');
     const b = h.startEngine('m2');
@@ -123,3 +148,30 @@ describe('engine over the in-memory registry', () => {
     assert.match(String(reason), /MachineID cannot be used with Global/);
   });
 });
+
+/** Holds back watch events on `unit/` while `lag` is set: a unit watch behind the others. */
+class LaggingUnitsKv implements Kv {
+  lag = false;
+  private readonly held: Array<() => void> = [];
+  constructor(private readonly inner: Kv) {}
+  get: Kv['get'] = (key) => this.inner.get(key);
+  range: Kv['range'] = (prefix) => this.inner.range(prefix);
+  txn: Kv['txn'] = (compares, success, failure) => this.inner.txn(compares, success, failure);
+  grantLease: Kv['grantLease'] = (ttl) => this.inner.grantLease(ttl);
+  currentRevision: Kv['currentRevision'] = () => this.inner.currentRevision();
+  close: Kv['close'] = () => this.inner.close();
+  watchPrefix: Kv['watchPrefix'] = (prefix, start, handlers: WatchHandlers) => {
+    if (!prefix.endsWith('/unit/')) return this.inner.watchPrefix(prefix, start, handlers);
+    return this.inner.watchPrefix(prefix, start, {
+      ...handlers,
+      onEvents: (events: readonly WatchEvent[], revision: number) => {
+        if (this.lag) this.held.push(() => handlers.onEvents(events, revision));
+        else handlers.onEvents(events, revision);
+      },
+    });
+  };
+  release(): void {
+    this.lag = false;
+    for (const deliver of this.held.splice(0)) deliver();
+  }
+}
