@@ -30,6 +30,15 @@ export interface EtcdKvOptions {
   readonly clientKey?: Buffer;
 }
 
+/** Keys per range request (see {@link EtcdKv.range}). */
+export const RANGE_PAGE_KEYS = 1000;
+
+/**
+ * Largest response the client accepts (gRPC's default is 4 MiB). With pages of
+ * {@link RANGE_PAGE_KEYS} keys this allows values of 64 KiB on average.
+ */
+const MAX_RECEIVE_BYTES = 64 * 1024 * 1024;
+
 function toBuffer(s: string): Buffer {
   return Buffer.from(s, 'utf8');
 }
@@ -115,6 +124,7 @@ export class EtcdKv implements Kv {
     const etcdOptions: IOptions = {
       hosts: [...options.endpoints],
       dialTimeout: options.dialTimeoutMs ?? 3000,
+      grpcOptions: { 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES },
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
       faultHandling: {
         // One failing member must not fail a request while others are up: retry
@@ -176,10 +186,33 @@ export class EtcdKv implements Kv {
     });
   }
 
+  /**
+   * Every key under `prefix`, read in pages of {@link RANGE_PAGE_KEYS} keys,
+   * all at the revision of the first page (one consistent snapshot). A single
+   * response for a large prefix (tens of thousands of units) would exceed
+   * gRPC's default 4 MiB message limit and fail.
+   */
   async range(prefix: string): Promise<RangeResult> {
     return this.call('range', async () => {
-      const res = await this.client.kv.range({ key: toBuffer(prefix), range_end: prefixEnd(prefix) });
-      return { kvs: res.kvs.map((kv) => fromRaw(kv as RawKv)), revision: Number(res.header.revision) };
+      const end = prefixEnd(prefix);
+      const kvs: KeyValue[] = [];
+      let key = toBuffer(prefix);
+      let revision: string | undefined;
+      for (;;) {
+        const res = await this.client.kv.range({
+          key,
+          range_end: end,
+          limit: RANGE_PAGE_KEYS,
+          ...(revision !== undefined ? { revision } : {}),
+        });
+        revision ??= res.header.revision;
+        for (const kv of res.kvs) kvs.push(fromRaw(kv as RawKv));
+        const last = res.kvs[res.kvs.length - 1];
+        if (!res.more || last === undefined) break;
+        // The next page starts just after the last key read.
+        key = Buffer.concat([last.key, Buffer.from([0])]);
+      }
+      return { kvs, revision: Number(revision) };
     });
   }
 

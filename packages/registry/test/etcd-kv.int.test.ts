@@ -1,6 +1,8 @@
-import { EtcdKv } from '@fleet/registry';
-import { startEtcd } from '../../../test/support/etcd.js';
-import { eventually } from '../../../test/support/eventually.js';
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { EtcdKv, RANGE_PAGE_KEYS } from '@fleet/registry';
+import { startEtcd, type TestEtcd } from '../../../test/support/etcd.js';
+import { eventually, uniqueId } from '../../../test/support/eventually.js';
 import { kvConformance } from './conformance.js';
 
 kvConformance(
@@ -31,3 +33,43 @@ kvConformance(
   },
   { canReconnect: true },
 );
+
+describe('EtcdKv.range on a large prefix', () => {
+  let etcd: TestEtcd;
+  let kv: EtcdKv;
+  before(async () => {
+    etcd = await startEtcd();
+    kv = new EtcdKv({ endpoints: [etcd.endpoint] });
+  });
+  after(async () => {
+    await kv.close();
+    await etcd.close();
+  });
+
+  it('returns every key of a prefix larger than one gRPC message, in order, at one revision', async () => {
+    const prefix = `/${uniqueId('big')}/`;
+    const value = 'v'.repeat(1500);
+    const n = RANGE_PAGE_KEYS * 3 + 500; // 3,500 keys × 1.5 KB ≈ 5.3 MB, over gRPC's 4 MiB default
+    const names = Array.from({ length: n }, (_, i) => `${prefix}k${String(i).padStart(5, '0')}`);
+    for (let i = 0; i < n; i += 100) {
+      await kv.txn(
+        [],
+        names.slice(i, i + 100).map((key) => ({ type: 'put' as const, key, value: `${value}${key}` })),
+      );
+    }
+    await kv.txn([], [{ type: 'put', key: `${prefix.slice(0, -1)}0`, value: 'outside' }]);
+
+    // A write racing the pages is either entirely in the snapshot or not at all.
+    const late = kv.txn([], [{ type: 'put', key: `${prefix}zz-late`, value: 'late' }]);
+    const res = await kv.range(prefix);
+    const lateRevision = (await late).revision;
+
+    const expected = lateRevision <= res.revision ? [...names, `${prefix}zz-late`] : names;
+    assert.deepEqual(
+      res.kvs.map((x) => x.key),
+      expected,
+    );
+    assert.ok(res.kvs.every((x) => x.modRevision <= res.revision));
+    assert.equal(res.kvs[0]?.value, `${value}${names[0]}`);
+  });
+});
