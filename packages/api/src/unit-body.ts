@@ -108,12 +108,20 @@ export function validateOptionsText(options: readonly UnitOption[]): void {
   });
   // The parser's own errors (such as "line too long (max 2048 bytes)") come through as they are.
   const reparsed = parseUnitFile(serializeUnitOptions(options));
-  if (!sameOptions(reparsed, options)) {
-    const i = options.findIndex((o, k) => {
+  // The canonical form groups a section that appears more than once: compare in that order.
+  const sections = new Map<string, UnitOption[]>();
+  for (const o of options) {
+    const group = sections.get(o.section);
+    if (group === undefined) sections.set(o.section, [o]);
+    else group.push(o);
+  }
+  const grouped = [...sections.values()].flat();
+  if (!sameOptions(reparsed, grouped)) {
+    const i = grouped.findIndex((o, k) => {
       const p = reparsed[k];
       return p === undefined || p.section !== o.section || p.name !== o.name || p.value !== o.value;
     });
-    const o = options[i];
+    const o = grouped[i];
     const where =
       o === undefined
         ? 'options'

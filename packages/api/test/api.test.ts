@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Metrics, encodePageToken, unitHash } from '@fleet/core';
+import { Metrics, encodePageToken, parseUnitFile, unitHash } from '@fleet/core';
 import type { CommandOutput, JournalOptions, UnitCommands } from '@fleet/api';
 import {
   errorOf,
@@ -357,6 +357,15 @@ describe('API: PUT validation', () => {
     // A continued line (backslash-newline) is what a unit file can hold.
     const ok = await put(options('[Service]\nExecStart=/bin/sh -c \\\n  "echo hi"\n'));
     assert.equal(ok.status, 201, ok.text);
+  });
+
+  it('accepts a unit whose sections appear more than once (as fleetctl sends them, in file order)', async () => {
+    const text =
+      '[Unit]\nDescription=d\n[Service]\nExecStart=/bin/true\n[Unit]\nAfter=x.target\n[X-Fleet]\nGlobal=false\n';
+    const r = await h.req('PUT', `${V1}/units/twice.service`, jsonBody({ options: options(text) }));
+    assert.equal(r.status, 201, r.text);
+    const rec = await h.registry.getUnitRecord('twice.service');
+    assert.equal(rec?.hash, unitHash(parseUnitFile(text)));
   });
 
   it('refuses to activate a template, at creation and later (400)', async () => {
