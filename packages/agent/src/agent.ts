@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import {
   errorMessage,
   hasInstallSection,
+  parseRequirements,
   serializeUnitOptions,
   type Metrics,
   type UnitOption,
@@ -19,6 +20,9 @@ import type { UnitFile, UnitManager, UnitStatus } from './unit-manager.js';
 
 export type AgentState = 'new' | 'starting' | 'running' | 'stopped';
 
+const KEPT_REASON =
+  'can run only on this machine, and its placement is missing because the machine was away; waiting for the engine to place it here again';
+
 /** Longest wait between attempts to reconnect to systemd. */
 const MAX_RECONNECT_DELAY_MS = 5000;
 
@@ -35,6 +39,14 @@ export interface AgentOptions {
   readonly resyncIntervalMs?: number;
   /** Retry delay after an etcd or systemd error, in ms. @default 500 */
   readonly retryDelayMs?: number;
+  /**
+   * How long after this machine registers (again) a unit that can run only
+   * here (Global, or MachineID naming this machine) keeps running although
+   * its placement is missing, waiting for the engine to place it here again,
+   * in ms. While the machine is not registered such units are kept too.
+   * @default 5000
+   */
+  readonly rejoinGraceMs?: number;
   readonly log?: (message: string) => void;
   readonly metrics?: Metrics;
 }
@@ -71,6 +83,10 @@ export class Agent {
   private retryTimer: NodeJS.Timeout | undefined;
   private startLoop: Promise<void> | undefined;
   private reconnecting: Promise<void> | undefined;
+  /** When this machine last registered (performance.now()), for {@link rejoinGraceMs}. */
+  private registeredAt: number | undefined;
+  private graceTimer: NodeJS.Timeout | undefined;
+  private readonly keptLogged = new Set<string>();
   private readonly waiters: Array<() => void> = [];
   reconcileCount = 0;
   private closed = false;
@@ -220,6 +236,58 @@ export class Agent {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
+  /**
+   * Units to keep as they are although their placement is missing: while this
+   * machine is not registered, and for a grace period after it registers
+   * again, the engine has removed its placements only because it could not
+   * see the machine. A unit that can run only here (Global, or MachineID
+   * naming this machine) is placed here again as soon as the engine sees the
+   * machine back, so stopping it now would only restart it moments later.
+   * Units that can run elsewhere were moved and are unloaded at once; a unit
+   * kept this way that the engine does not place again is unloaded when the
+   * grace period ends.
+   */
+  private async keptForRejoin(desired: ReadonlyMap<string, DesiredUnit>): Promise<Map<string, DesiredUnit>> {
+    const kept = new Map<string, DesiredUnit>();
+    const graceMs = this.options.rejoinGraceMs ?? 5000;
+    const registered = this.options.leaseID() !== undefined;
+    const graceLeft =
+      registered && this.registeredAt !== undefined ? this.registeredAt + graceMs - performance.now() : 0;
+    if (registered && graceLeft <= 0) {
+      this.keptLogged.clear();
+      return kept;
+    }
+    for (const [unit, local] of this.local) {
+      if (desired.has(unit)) continue;
+      const body = await this.bodyOf(local.hash).catch(() => undefined);
+      if (!body || !this.canRunOnlyHere(unit, body)) continue;
+      kept.set(unit, { hash: local.hash, state: local.state });
+      if (!this.keptLogged.has(unit)) {
+        this.keptLogged.add(unit);
+        this.log(`keep ${unit}: ${KEPT_REASON}`);
+      }
+    }
+    if (kept.size > 0 && registered && this.graceTimer === undefined) {
+      this.graceTimer = setTimeout(() => {
+        this.graceTimer = undefined;
+        this.trigger();
+      }, graceLeft + 1);
+      this.graceTimer.unref();
+    }
+    return kept;
+  }
+
+  private canRunOnlyHere(unit: string, body: readonly UnitOption[]): boolean {
+    try {
+      const req = parseRequirements(body, unit);
+      const id = req.machineID;
+      const me = this.options.machineID;
+      return req.global || (id !== undefined && (id === me || (id.length === 8 && me.startsWith(id))));
+    } catch {
+      return false;
+    }
+  }
+
   private async bodyOf(hash: string): Promise<readonly UnitOption[] | undefined> {
     const cached = this.bodies.get(hash);
     if (cached) return cached;
@@ -238,6 +306,7 @@ export class Agent {
       if (p.desiredState === 'inactive') continue;
       desired.set(unit, { hash: p.hash, state: p.desiredState });
     }
+    for (const [unit, kept] of await this.keptForRejoin(desired)) desired.set(unit, kept);
     const tasks = computeTasks(desired, this.local);
     if (tasks.length === 0) return tasks;
 
@@ -341,6 +410,17 @@ export class Agent {
     this.scheduleFlush(5);
   }
 
+  /**
+   * This machine registered (at start, or again after its lease was lost):
+   * states are re-published under the new lease, and units kept while it was
+   * away get their grace period from now on. fleetd calls this.
+   */
+  machineRegistered(): void {
+    this.registeredAt = performance.now();
+    this.republishStates();
+    this.trigger();
+  }
+
   /** After the machine registered again (new lease), every state must be re-published under it. */
   republishStates(): void {
     this.reported.clear();
@@ -431,7 +511,7 @@ export class Agent {
     if (this.closed) return;
     this.closed = true;
     this.stateNow = 'stopped';
-    for (const t of [this.resyncTimer, this.retryTimer]) if (t) clearInterval(t);
+    for (const t of [this.resyncTimer, this.retryTimer, this.graceTimer]) if (t) clearInterval(t);
     if (this.flushTimer) clearTimeout(this.flushTimer);
     await this.startLoop;
     await this.reconciling?.catch(() => undefined);

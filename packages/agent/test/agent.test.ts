@@ -202,6 +202,102 @@ describe('agent reconcile loop (in-memory registry, fake systemd)', () => {
     assert.equal(manager.isDisconnected, false);
   });
 
+  describe('rejoining after the machine was away (its lease lost, e.g. cut off from etcd)', () => {
+    const placeBody = async (unit: string, text: string) => {
+      const options = parseUnitFile(text);
+      const hash = unitHash(options);
+      await kv.txn(
+        [],
+        [
+          { type: 'put', key: registry.keys.body(hash), value: JSON.stringify({ options }) },
+          {
+            type: 'put',
+            key: registry.keys.placement(ME, unit),
+            value: JSON.stringify({ hash, desiredState: 'launched' }),
+          },
+        ],
+      );
+    };
+    const GLOBAL = '[Service]\nExecStart=/bin/sleep 1000\n\n[X-Fleet]\nGlobal=true\n';
+    const PINNED = `[Service]\nExecStart=/bin/sleep 1001\n\n[X-Fleet]\nMachineID=${ME.slice(0, 8)}\n`;
+    const MOVABLE = '[Service]\nExecStart=/bin/sleep 1002\n';
+
+    /** An agent whose machine is registered (lease L) until `away()`; `back()` registers it again. */
+    const rejoiningAgent = async (rejoinGraceMs: number) => {
+      let lease: string | undefined = session.lease.id;
+      const agent = new Agent({
+        registry,
+        machineID: ME,
+        manager,
+        leaseID: () => lease,
+        retryDelayMs: 20,
+        rejoinGraceMs,
+      });
+      agents.push(agent);
+      await agent.start();
+      agent.machineRegistered();
+      await placeBody('g.service', GLOBAL);
+      await placeBody('pinned.service', PINNED);
+      await placeBody('movable.service', MOVABLE);
+      await eventually(() =>
+        ['g.service', 'pinned.service', 'movable.service'].every(
+          (u) => manager.status(u).activeState === 'active',
+        ),
+      );
+      return {
+        agent,
+        away: () => (lease = undefined),
+        back: () => {
+          lease = session.lease.id;
+          agent.machineRegistered();
+        },
+      };
+    };
+
+    it('units that can run only here keep running while the engine re-places them; moved units stop at once', async () => {
+      const { back, away } = await rejoiningAgent(10_000);
+      manager.resetCounters();
+      away();
+      // The engine saw the machine gone: it removed every placement (and moved movable.service).
+      for (const u of ['g.service', 'pinned.service', 'movable.service']) await unplace(u);
+      await eventually(() => !manager.unitFiles().has('movable.service'), { message: 'moved unit unloaded' });
+      back();
+      // The engine sees the machine again and places what can run only here.
+      await placeBody('g.service', GLOBAL);
+      await placeBody('pinned.service', PINNED);
+      await eventually(async () => (await reported()).get('pinned.service') === 'active/running');
+      await manager.settled();
+      assert.equal(manager.status('g.service').activeState, 'active');
+      assert.equal(manager.status('pinned.service').activeState, 'active');
+      const ops = manager.operations.map((o) => `${o.op} ${o.units.join(',')}`);
+      assert.ok(ops.includes('unload movable.service'), ops.join('; '));
+      assert.deepEqual(
+        ops.filter((o) => /g\.service|pinned\.service/.test(o)),
+        [],
+        'the units that can run only here were not touched',
+      );
+    });
+
+    it('a kept unit the engine does not place again is unloaded when the grace period ends', async () => {
+      const { back, away } = await rejoiningAgent(300);
+      away();
+      await unplace('g.service');
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(manager.status('g.service').activeState, 'active', 'kept while away');
+      back();
+      await eventually(() => !manager.unitFiles().has('g.service'), {
+        timeoutMs: 3000,
+        message: 'unloaded after the grace period',
+      });
+    });
+
+    it('while registered and settled, a global unit no longer placed here is unloaded at once', async () => {
+      await rejoiningAgent(0);
+      await unplace('g.service');
+      await eventually(() => !manager.unitFiles().has('g.service'));
+    });
+  });
+
   it('holds state reports while unregistered and publishes them under the new lease', async () => {
     let lease: string | undefined = undefined;
     const agent = await startAgent(() => lease);

@@ -118,7 +118,7 @@ export class Fleetd {
       ttlSeconds: c.agent_ttl,
       owner: ownerToken(c.state_dir),
       log: (m) => this.log(m),
-      onRegistered: () => this.agent?.republishStates(),
+      onRegistered: () => this.agent?.machineRegistered(),
     });
     this.presence = presence;
     const agent = new Agent({
