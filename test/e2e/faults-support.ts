@@ -17,6 +17,8 @@ export interface UnitSpec {
   /** Globs for `Conflicts=` in [X-Fleet]. */
   readonly conflicts?: string;
   readonly global?: boolean;
+  /** `MachineID=` in [X-Fleet]: the unit can run only there. */
+  readonly machineID?: string;
 }
 
 /** A long-running service whose MainPID stays the same as long as it is not restarted. */
@@ -24,6 +26,7 @@ export function unitText(spec: UnitSpec): string {
   const xfleet = [
     ...(spec.conflicts ? [`Conflicts=${spec.conflicts}`] : []),
     ...(spec.global ? ['Global=true'] : []),
+    ...(spec.machineID ? [`MachineID=${spec.machineID}`] : []),
   ];
   return [
     '[Unit]',
