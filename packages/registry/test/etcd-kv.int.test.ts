@@ -48,13 +48,14 @@ describe('EtcdKv.range on a large prefix', () => {
 
   it('returns every key of a prefix larger than one gRPC message, in order, at one revision', async () => {
     const prefix = `/${uniqueId('big')}/`;
-    const value = 'v'.repeat(1500);
-    const n = RANGE_PAGE_KEYS * 3 + 500; // 3,500 keys × 1.5 KB ≈ 5.3 MB, over gRPC's 4 MiB default
+    const value = 'v'.repeat(500);
+    // Two pages, and ≈ 5.3 MB: more than gRPC's default 4 MiB message limit.
+    const n = RANGE_PAGE_KEYS + 500;
     const names = Array.from({ length: n }, (_, i) => `${prefix}k${String(i).padStart(5, '0')}`);
-    for (let i = 0; i < n; i += 100) {
+    for (let i = 0; i < n; i += 125) {
       await kv.txn(
         [],
-        names.slice(i, i + 100).map((key) => ({ type: 'put' as const, key, value: `${value}${key}` })),
+        names.slice(i, i + 125).map((key) => ({ type: 'put' as const, key, value: `${value}${key}` })),
       );
     }
     await kv.txn([], [{ type: 'put', key: `${prefix.slice(0, -1)}0`, value: 'outside' }]);
