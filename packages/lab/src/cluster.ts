@@ -298,11 +298,24 @@ export class Cluster {
     await this.persist();
   }
 
-  /** Boots the machine again with the same identity (machine ID, hostname, IP); kills it first if running. */
-  async restart(ref: MachineRef, options: { readonly bootTimeoutMs?: number } = {}): Promise<void> {
+  /**
+   * Boots the machine again with the same identity (machine ID, hostname, IP);
+   * kills it first if running. With `newMachineID` it comes back under a new
+   * random machine ID, as a reinstalled machine would (hostname and IP stay).
+   */
+  async restart(
+    ref: MachineRef,
+    options: { readonly bootTimeoutMs?: number; readonly newMachineID?: boolean } = {},
+  ): Promise<void> {
     this.assertUp();
     const record = this.recordOf(ref);
     if (record.status !== 'stopped') await killMachine(this.context(), record);
+    if (options.newMachineID === true) {
+      const id = randomBytes(16).toString('hex');
+      // The boot copies the seed over the machine's /etc, so the seed's copy is the one to change.
+      await writeFile(join(machinePaths(this.state.name, record.name).seedDir, 'etc/machine-id'), `${id}\n`);
+      record.machineID = id;
+    }
     await this.persist();
     await this.boot(record, options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS);
   }

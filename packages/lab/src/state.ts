@@ -21,7 +21,8 @@ export interface MachineRecord {
   readonly name: string;
   /** 1-based; decides the address. */
   readonly index: number;
-  readonly machineID: string;
+  /** Changes only through `restart(m, { newMachineID: true })`. */
+  machineID: string;
   readonly ip: string;
   status: MachineStatus;
   /** Its link to the bridge is down (kept across restarts, like an unplugged cable). */

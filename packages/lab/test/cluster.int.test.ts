@@ -285,6 +285,29 @@ describe('fleet-lab: a 3-machine cluster with real systemd and etcd', () => {
     assert.ok(await canConnect(c(), 'm3', c().etcdEndpoints[0]!), 'the restarted machine reaches etcd');
   });
 
+  it('restart with newMachineID boots the machine under a new machine ID (same hostname and IP)', async () => {
+    const m = c().machine('m3');
+    const { machineID: oldID, ip } = m;
+    await c().restart(m, { newMachineID: true });
+    assert.match(m.machineID, /^[0-9a-f]{32}$/);
+    assert.notEqual(m.machineID, oldID);
+    assert.equal((await m.exec(['cat', '/etc/machine-id'])).stdout.trim(), m.machineID);
+    const bus = connectBus(m.dbusAddress);
+    try {
+      assert.equal(await machineIdOverDbus(bus), m.machineID);
+    } finally {
+      bus.close();
+    }
+    assert.equal((await m.exec(['hostname'])).stdout.trim(), 'm3');
+    assert.equal(m.ip, ip);
+    const recorded = (await readClusterState(c().name)).machines.find((r) => r.name === 'm3');
+    assert.equal(recorded?.machineID, m.machineID, 'the new ID is on record');
+    // A plain restart keeps the new identity.
+    const newID = m.machineID;
+    await c().restart(m);
+    assert.equal((await m.exec(['cat', '/etc/machine-id'])).stdout.trim(), newID);
+  });
+
   it('partition cuts a machine off etcd while the others still reach it; heal reconnects it', async () => {
     const etcd = c().etcdEndpoints[0]!;
     await c().partition('m2');
