@@ -298,22 +298,47 @@ export class EtcdKv implements Kv {
     };
   }
 
+  /**
+   * Grants a lease kept alive by etcd3's keepalive stream. Its loss is
+   * reported as soon as no keepalive has been answered for a whole TTL: etcd
+   * has expired it by then. etcd3 itself reports it only when a keepalive
+   * attempt starts more than 2 × TTL after the last answer, or when etcd
+   * answers that the lease is gone — after a partition that healed in
+   * between, later than the watch events caused by the expiry (an agent
+   * would act on them believing its machine still registered).
+   */
   async grantLease(ttlSeconds: number): Promise<Lease> {
     return this.call('lease grant', async () => {
       const lease = this.client.lease(ttlSeconds, { autoKeepAlive: true });
       const lostHandlers: Array<(reason: string) => void> = [];
       let lostReason: string | undefined;
-      lease.on('lost', (err) => {
-        lostReason = errorMessage(err);
-        for (const h of lostHandlers) h(lostReason);
-      });
+      let deadline: NodeJS.Timeout | undefined;
+      const lost = (reason: string): void => {
+        clearTimeout(deadline);
+        if (lostReason !== undefined) return;
+        lostReason = reason;
+        for (const h of lostHandlers) h(reason);
+      };
+      // Re-armed by every answered keepalive: it fires a TTL after the last one.
+      const arm = (): void => {
+        clearTimeout(deadline);
+        deadline = setTimeout(() => {
+          lease.release();
+          lost(`no keepalive answered for ${ttlSeconds} s: the lease has expired`);
+        }, ttlSeconds * 1000);
+        deadline.unref();
+      };
+      lease.on('lost', (err) => lost(errorMessage(err)));
+      lease.on('keepaliveSucceeded', arm);
       let id: string;
       try {
         id = await lease.grant();
       } catch (err) {
+        clearTimeout(deadline);
         lease.release();
         throw err;
       }
+      arm();
       return {
         id,
         ttlSeconds,
@@ -321,8 +346,14 @@ export class EtcdKv implements Kv {
           if (lostReason !== undefined) handler(lostReason);
           else lostHandlers.push(handler);
         },
-        revoke: () => this.call('lease revoke', () => lease.revoke()),
-        release: () => lease.release(),
+        revoke: () => {
+          clearTimeout(deadline);
+          return this.call('lease revoke', () => lease.revoke());
+        },
+        release: () => {
+          clearTimeout(deadline);
+          lease.release();
+        },
       };
     });
   }

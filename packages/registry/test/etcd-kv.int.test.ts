@@ -74,3 +74,35 @@ describe('EtcdKv.range on a large prefix', () => {
     assert.equal(res.kvs[0]?.value, `${value}${names[0]}`);
   });
 });
+
+describe('EtcdKv leases when etcd stops answering', () => {
+  let etcd: TestEtcd;
+  let kv: EtcdKv;
+  before(async () => {
+    etcd = await startEtcd();
+    kv = new EtcdKv({ endpoints: [etcd.endpoint] });
+  });
+  after(async () => {
+    etcd.resume();
+    await kv.close();
+    await etcd.close();
+  });
+
+  it('a lease is reported lost once no keepalive was answered for its TTL, while etcd is still silent', async () => {
+    const lease = await kv.grantLease(2);
+    let lost: string | undefined;
+    lease.onLost((reason) => (lost = reason));
+    // Keepalives were answered: still alive a TTL later.
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.equal(lost, undefined);
+    etcd.pause();
+    try {
+      // etcd3 alone reports the loss only after 2 × TTL (4 s), too late for a
+      // partition that heals in between: its expiry's watch events come first.
+      await eventually(() => lost, { timeoutMs: 3500, intervalMs: 50, message: 'lease reported lost' });
+    } finally {
+      etcd.resume();
+    }
+    assert.match(lost as string, /expired/);
+  });
+});
