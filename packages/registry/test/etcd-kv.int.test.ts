@@ -103,6 +103,6 @@ describe('EtcdKv leases when etcd stops answering', () => {
     } finally {
       etcd.resume();
     }
-    assert.match(lost as string, /expired/);
+    assert.match(String(lost), /expired/);
   });
 });
