@@ -83,6 +83,9 @@ export class Agent {
   private retryTimer: NodeJS.Timeout | undefined;
   private startLoop: Promise<void> | undefined;
   private reconnecting: Promise<void> | undefined;
+  /** This machine has registered since start: its machine ID is its own. */
+  private claimed = false;
+  private waitingLogged = false;
   /** When this machine last registered (performance.now()), for {@link rejoinGraceMs}. */
   private registeredAt: number | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
@@ -198,9 +201,24 @@ export class Agent {
     }
   }
 
-  /** Asks for a reconcile (level-triggered; coalesced with one in flight). */
+  /**
+   * Asks for a reconcile (level-triggered; coalesced with one in flight).
+   * Nothing is reconciled before this machine has registered once: until
+   * then the machine ID may be another live machine's (a copied
+   * /etc/machine-id, which fleet refused to serve), and acting on its
+   * placements would run that machine's units here too. fleetd calls
+   * {@link machineRegistered} when it registers.
+   */
   trigger(): void {
     if (this.stateNow !== 'running') return;
+    if (!this.claimed) {
+      if (this.options.leaseID() === undefined) {
+        if (!this.waitingLogged) this.log('placements are not acted on until this machine is registered');
+        this.waitingLogged = true;
+        return;
+      }
+      this.claimed = true;
+    }
     this.dirty = true;
     if (this.reconciling) return;
     this.reconciling = this.drain().finally(() => {

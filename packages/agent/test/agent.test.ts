@@ -298,9 +298,27 @@ describe('agent reconcile loop (in-memory registry, fake systemd)', () => {
     });
   });
 
-  it('holds state reports while unregistered and publishes them under the new lease', async () => {
+  it('does not act on placements before the machine has registered: its ID may be another live machine’s', async () => {
     let lease: string | undefined = undefined;
     const agent = await startAgent(() => lease);
+    await place('p.service', 'launched');
+    await eventually(() => agent.state === 'running');
+    agent.trigger();
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(agent.reconcileCount, 0);
+    assert.equal(manager.unitFiles().has('p.service'), false);
+    assert.equal(manager.calls.startUnit, 0);
+    // fleetd registered the machine (a duplicate ID never gets here).
+    lease = session.lease.id;
+    agent.machineRegistered();
+    await eventually(async () => (await reported()).get('p.service') === 'active/running');
+  });
+
+  it('holds state reports while unregistered and publishes them under the new lease', async () => {
+    let lease: string | undefined = session.lease.id;
+    const agent = await startAgent(() => lease);
+    await eventually(() => agent.state === 'running');
+    lease = undefined; // the lease was lost (a partition): the agent goes on acting on what it sees
     await place('p.service', 'launched');
     await eventually(() => manager.status('p.service').activeState === 'active');
     assert.equal((await reported()).size, 0);
