@@ -18,7 +18,7 @@ export interface FleetClusterOptions {
   readonly etcdMembers?: 1 | 3;
   /** fleetd's agent_ttl inside the machines. @default '2s' (fast failover tests) */
   readonly agentTtl?: string;
-  /** Per-machine fleetd settings as FLEET_* variables (index from 0). */
+  /** Per-machine fleetd settings as FLEET_* variables (the lab's machine index: m1 is 1). */
   readonly fleetEnv?: (index: number) => Record<string, string>;
 }
 
