@@ -188,7 +188,10 @@ describe('unit lifecycle', { timeout: 240_000 }, () => {
         );
         await filesAre(units, 'inactive', 'inactive');
         await inMachines(units, undefined, '', text);
-        await converge(c, async () => (await unitsOn(c)).size === 0, { message: 'no unit states left' });
+        await converge(c, async () => (await unitsOn(c)).size === 0, {
+          timeoutMs: 20_000,
+          message: 'no unit states left',
+        });
 
         assert.equal(
           await c.ok(['destroy', ...units], cwd()),
@@ -353,6 +356,7 @@ describe('unit lifecycle', { timeout: 240_000 }, () => {
     await c.ok(['start', WAIT, 'aa-first.service'], cwd());
     await c.ok(['start', WAIT, 'gg-global.service'], cwd());
     await converge(c, async () => (await unitsOn(c, 'active')).get('gg-global.service')?.length === 3, {
+      timeoutMs: 20_000,
       message: 'the global unit runs everywhere',
     });
     const names = [...bodies.keys()].sort();

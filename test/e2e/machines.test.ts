@@ -92,6 +92,7 @@ describe('machines', { timeout: 240_000 }, () => {
     assert.equal(r.code, 0, r.stderr);
     try {
       await converge(c, async () => !(await listedIDs()).includes(leaving.machineID), {
+        timeoutMs: 20_000,
         message: `${leaving.name} gone from list-machines`,
       });
       const after = await settled(units, 'units of the leaving machine placed again');

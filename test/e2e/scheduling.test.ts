@@ -177,6 +177,7 @@ describe('scheduling', { timeout: 240_000 }, () => {
       assert.match(await c.ok(['start', WAIT, first], cwd()), new RegExp(`^Unit ${first} launched on `));
       await c.ok(['start', '--no-block', second], cwd());
       const reason = await converge(c, async () => (await apiUnit(c, second))?.unplacedReason, {
+        timeoutMs: 20_000,
         message: `${second} unplaced`,
       });
       assert.match(reason, new RegExp(`^conflicts with ${first.replace(/\./g, '\\.')} on `));
@@ -215,11 +216,13 @@ describe('scheduling', { timeout: 240_000 }, () => {
     await c.ok(['start', WAIT, mx1], cwd());
     await c.ok(['start', '--no-block', ...variants], cwd());
     await converge(c, async () => (await reasons(variants)).every(blockedBy(mx1)), {
+      timeoutMs: 20_000,
       message: 'every variant blocked by mx.1 (first glob)',
     });
     await c.ok(['start', WAIT, my1], cwd());
     await destroyAll(c, [mx1]);
     await converge(c, async () => (await reasons(variants)).every(blockedBy(my1)), {
+      timeoutMs: 20_000,
       message: 'every variant blocked by my.1 (second glob)',
     });
     assert.equal((await unitsOn(c)).size, 1, 'only my.1 runs');
@@ -235,6 +238,7 @@ describe('scheduling', { timeout: 240_000 }, () => {
     // The other way: mx.2 declares nothing, but every variant's glob matches it.
     await c.ok(['start', '--no-block', mx2], cwd());
     const reason = await converge(c, async () => (await apiUnit(c, mx2))?.unplacedReason, {
+      timeoutMs: 20_000,
       message: 'mx.2 unplaced',
     });
     assert.match(reason, /^conflicts with units on \S.*: /);
@@ -382,6 +386,7 @@ describe('scheduling', { timeout: 240_000 }, () => {
       c,
       async () => JSON.stringify((await c.activeUnits()).get(global)) === JSON.stringify(all),
       {
+        timeoutMs: 20_000,
         message: 'the global unit active everywhere after restart',
       },
     );
@@ -401,6 +406,7 @@ describe('scheduling', { timeout: 240_000 }, () => {
       c,
       async () => JSON.stringify((await c.activeUnits()).get(gc)) === JSON.stringify(expected),
       {
+        timeoutMs: 20_000,
         message: 'and active there',
       },
     );
@@ -443,7 +449,7 @@ describe('scheduling', { timeout: 240_000 }, () => {
     await converge(
       c,
       async () => (await apiUnit(c, db))?.unplacedReason === 'no machine satisfies MachineMetadata=role=db',
-      { message: 'dyn-db waits for a machine with role=db' },
+      { timeoutMs: 20_000, message: 'dyn-db waits for a machine with role=db' },
     );
     const m2 = zoneOf('m2');
     const m3 = zoneOf('m3');
@@ -472,6 +478,7 @@ describe('scheduling', { timeout: 240_000 }, () => {
         message: 'dyn-db moved to m3 when the role moved',
       });
       await converge(c, async () => (await systemdState(c, m2, db)) !== 'active/running', {
+        timeoutMs: 20_000,
         message: 'dyn-db stopped on m2',
       });
       await client.patchMachineMetadata([{ op: 'remove', path: `/${m3.machineID}/metadata/role` }]);
