@@ -35,5 +35,8 @@ test-e2e: build ## only the end-to-end acceptance suite
 demo: build ## boot a local 3-machine cluster with fleetd and play the walkthrough (as root)
 	node --conditions=source --import tsx scripts/demo.ts
 
+bench: build ## measure every target P1-P12 and print them against the goals; QUICK=1 takes minutes (as root)
+	node --conditions=source --import tsx bench/run.ts $(if $(filter 1,$(QUICK)),--quick)
+
 clean: ## remove build output
 	rm -rf packages/*/dist packages/*/tsconfig.tsbuildinfo
