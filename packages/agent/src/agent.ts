@@ -74,6 +74,8 @@ export class Agent {
   private readonly bodies = new Map<string, readonly UnitOption[]>();
   private readonly reported = new Map<string, string>();
   private readonly pendingReports = new Map<string, StateRecord | undefined>();
+  /** The batch of state reports being written now (encoded; undefined = withdrawn). */
+  private readonly inflight = new Map<string, string | undefined>();
   private readonly latest = new Map<string, UnitStatus>();
   private dirty = false;
   private reconciling: Promise<void> | undefined;
@@ -419,7 +421,9 @@ export class Agent {
         }
       : undefined;
     const encoded = record ? JSON.stringify(record) : undefined;
-    if (encoded === this.reported.get(unit)) {
+    // Compare with what etcd will hold once the write in flight lands, not with what it held before it.
+    const published = this.inflight.has(unit) ? this.inflight.get(unit) : this.reported.get(unit);
+    if (encoded === published) {
       // Already published as it is (or never published and now gone): nothing to write.
       this.pendingReports.delete(unit);
       return;
@@ -442,6 +446,7 @@ export class Agent {
   /** After the machine registered again (new lease), every state must be re-published under it. */
   republishStates(): void {
     this.reported.clear();
+    this.inflight.clear(); // a write in flight went under the old lease: it does not count
     for (const name of this.local.keys()) this.queueReport(name);
   }
 
@@ -462,6 +467,7 @@ export class Agent {
     if (leaseID === undefined || this.pendingReports.size === 0) return;
     const batch = new Map(this.pendingReports);
     this.pendingReports.clear();
+    for (const [unit, rec] of batch) this.inflight.set(unit, rec ? JSON.stringify(rec) : undefined);
     try {
       await this.options.registry.putStates(this.options.machineID, leaseID, batch);
       for (const [unit, rec] of batch) {
@@ -475,6 +481,8 @@ export class Agent {
       // Keep the newest value of each; retry later (coalesced).
       for (const [unit, rec] of batch) if (!this.pendingReports.has(unit)) this.pendingReports.set(unit, rec);
       this.log(`cannot publish unit states yet: ${errorMessage(err)}`);
+    } finally {
+      this.inflight.clear();
     }
   }
 

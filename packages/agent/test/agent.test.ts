@@ -327,6 +327,36 @@ describe('agent reconcile loop (in-memory registry, fake systemd)', () => {
     await eventually(async () => (await reported()).get('p.service') === 'active/running');
   });
 
+  it('a unit unloaded and loaded again while the withdrawal is being published gets its state back', async () => {
+    const agent = await startAgent();
+    await place('u.service', 'loaded');
+    await eventually(async () => (await reported()).get('u.service') === 'inactive/dead');
+    // Hold state writes: the withdrawal of the unloaded unit stays in flight.
+    const putStates = registry.putStates.bind(registry);
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    let writes = 0;
+    registry.putStates = async (...args: Parameters<Registry['putStates']>) => {
+      writes++;
+      await gate;
+      return putStates(...args);
+    };
+    try {
+      await unplace('u.service');
+      await eventually(() => writes === 1, { message: 'the withdrawal is being written' });
+      await place('u.service', 'loaded'); // the same body, the same systemd state as before
+      await eventually(() => manager.unitFiles().has('u.service'));
+      await manager.settled();
+    } finally {
+      release();
+    }
+    assert.ok(await agent.flushed(), 'the held writes went through');
+    await eventually(async () => (await reported()).get('u.service') === 'inactive/dead', {
+      timeoutMs: 3000,
+      message: 'the state of the loaded unit is published again',
+    });
+  });
+
   it('purge unloads everything (a machine leaving the cluster)', async () => {
     const agent = await startAgent();
     await place('x.service', 'launched');
