@@ -77,6 +77,9 @@ export class Agent {
   /** The batch of state reports being written now (encoded; undefined = withdrawn). */
   private readonly inflight = new Map<string, string | undefined>();
   private readonly latest = new Map<string, UnitStatus>();
+  /** Status changes heard from the unit manager so far, and the number of the last one per unit. */
+  private heardCount = 0;
+  private readonly heardAt = new Map<string, number>();
   private dirty = false;
   private reconciling: Promise<void> | undefined;
   private flushing: Promise<void> | undefined;
@@ -350,7 +353,10 @@ export class Agent {
     const unloads = run.filter((t) => t.kind === 'unload').map((t) => t.unit);
     if (unloads.length > 0) {
       await manager.unload(unloads);
-      for (const u of unloads) this.local.delete(u);
+      for (const u of unloads) {
+        this.local.delete(u);
+        this.heardAt.delete(u);
+      }
     }
     // A daemon reload costs ~150 ms (local-cluster.md) and is needed only when
     // systemd may hold an old definition: after unloads, for names it already
@@ -384,8 +390,10 @@ export class Agent {
       ...new Set(run.filter((t) => t.unit !== '' && this.local.has(t.unit)).map((t) => t.unit)),
     ];
     if (touched.length > 0) {
+      const asked = this.heardCount;
       const statuses = await manager.statuses(touched);
-      for (const [name, s] of statuses) this.latest.set(name, s);
+      // A change heard after the question was sent is newer than the reply: keep it.
+      for (const [name, s] of statuses) if ((this.heardAt.get(name) ?? 0) <= asked) this.latest.set(name, s);
       for (const name of touched) this.queueReport(name);
     }
     const m = this.options.metrics;
@@ -402,6 +410,7 @@ export class Agent {
 
   private watchStatuses(): void {
     this.options.manager.watch(new Set(this.local.keys()), (status) => {
+      this.heardAt.set(status.name, ++this.heardCount);
       this.latest.set(status.name, status);
       this.queueReport(status.name);
     });

@@ -357,6 +357,24 @@ describe('agent reconcile loop (in-memory registry, fake systemd)', () => {
     });
   });
 
+  it('a status reply older than a change already heard does not overwrite it', async () => {
+    await startAgent();
+    // systemd answers ListUnitsByNames, then the unit changes and the signal is dispatched before
+    // the agent resumes from the reply (dbus-next dispatches every message of a read at once).
+    const statuses = manager.statuses.bind(manager);
+    manager.statuses = async (names) => {
+      const reply = await statuses(names);
+      await manager.settled();
+      return reply;
+    };
+    await place('late.service', 'launched');
+    await eventually(() => manager.status('late.service').activeState === 'active');
+    await eventually(async () => (await reported()).get('late.service') === 'active/running', {
+      timeoutMs: 3000,
+      message: 'the published state is the latest one',
+    });
+  });
+
   it('purge unloads everything (a machine leaving the cluster)', async () => {
     const agent = await startAgent();
     await place('x.service', 'launched');
