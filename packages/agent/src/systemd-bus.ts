@@ -12,6 +12,11 @@
  *   and has no call timeout. Every call here is tracked: it rejects with an
  *   UnavailableError when the stream closes or after `callTimeoutMs`.
  * - Late `error` events (writes to a closed stream) are always listened to.
+ * - Messages are numbered in the order they arrive ({@link BusSignal.seq},
+ *   {@link SystemdBus.callOrdered}): dbus-next dispatches a signal at once but
+ *   hands a reply over through a promise, so a reply that arrived *before* a
+ *   signal is seen *after* it. Whoever mixes replies and signals about the
+ *   same state needs the arrival order to keep the newer one.
  */
 import { createRequire } from 'node:module';
 import {
@@ -32,6 +37,7 @@ const require = createRequire(import.meta.url);
 interface RawMessage {
   type: number;
   serial: number | null;
+  replySerial?: number;
   path?: string;
   interface?: string;
   member?: string;
@@ -81,7 +87,12 @@ const createConnection = require('dbus-next/lib/connection.js') as (options: {
   busAddress: string;
 }) => RawConnection;
 
+const METHOD_RETURN = 2;
+const ERROR = 3;
 const SIGNAL = 4;
+
+/** Arrival order of every message on every connection of this process. */
+let arrivals = 0;
 const HELLO_FAILED = 'fleet:hello-failed';
 
 /** dbus-next's bus, except that a failed Hello never becomes an unhandled rejection. */
@@ -105,6 +116,8 @@ export interface BusSignal {
   readonly interface: string;
   readonly member: string;
   readonly body: readonly unknown[];
+  /** Arrival order among all messages (signals and replies) of this process. */
+  readonly seq: number;
 }
 
 /** One method call. */
@@ -199,6 +212,8 @@ function unavailable(name: string, message: string, fields: Readonly<Record<stri
 /** One connection to a D-Bus daemon. Create with {@link SystemdBus.connect}. */
 export class SystemdBus {
   private readonly pending = new Set<(error: UnavailableError) => void>();
+  /** Serial of each call awaiting a reply → the reply's arrival order, once it arrived. */
+  private readonly replyArrivals = new Map<number, number>();
   private open = false;
 
   private constructor(
@@ -231,7 +246,11 @@ export class SystemdBus {
       else options.log(`D-Bus connection error: ${errorMessage(err)}`);
     });
     raw.on('message', (msg: RawMessage) => {
-      if (msg.type === SIGNAL && bus.open) bus.deliver(msg);
+      const seq = ++arrivals;
+      if (msg.type === SIGNAL && bus.open) bus.deliver(msg, seq);
+      else if ((msg.type === METHOD_RETURN || msg.type === ERROR) && msg.replySerial !== undefined) {
+        if (bus.replyArrivals.has(msg.replySerial)) bus.replyArrivals.set(msg.replySerial, seq);
+      }
     });
     stream.on('close', () => {
       if (failConnect) failConnect(new Error('connection closed'));
@@ -272,6 +291,14 @@ export class SystemdBus {
 
   /** Sends one method call; resolves with the reply's body. Rejects only with FleetErrors. */
   call(spec: BusCall): Promise<unknown[]> {
+    return this.callOrdered(spec).then((r) => r.body);
+  }
+
+  /**
+   * Like {@link call}, also giving the reply's arrival order (comparable with
+   * {@link BusSignal.seq}): a signal with a higher `seq` is newer than the reply.
+   */
+  callOrdered(spec: BusCall): Promise<{ body: unknown[]; seq: number }> {
     const fields = { ...spec.fields, member: spec.member };
     if (!this.open) {
       return Promise.reject(unavailable(CONNECTION_CLOSED, 'D-Bus connection is closed', fields));
@@ -284,13 +311,14 @@ export class SystemdBus {
       signature: spec.signature ?? '',
       body: [...(spec.body ?? [])],
     });
-    return new Promise<unknown[]>((resolve, reject) => {
+    return new Promise<{ body: unknown[]; seq: number }>((resolve, reject) => {
       let settled = false;
       const settle = () => {
         if (settled) return false;
         settled = true;
         clearTimeout(timer);
         this.pending.delete(onClose);
+        if (msg.serial !== null) this.replyArrivals.delete(msg.serial);
         return true;
       };
       const onClose = (error: UnavailableError) => {
@@ -309,9 +337,13 @@ export class SystemdBus {
         }
       }, this.options.timeoutMs);
       this.pending.add(onClose);
-      this.raw.call(msg).then(
+      const sent = this.raw.call(msg);
+      // dbus-next assigned the serial while sending.
+      if (msg.serial !== null) this.replyArrivals.set(msg.serial, 0);
+      sent.then(
         (reply) => {
-          if (settle()) resolve(reply?.body ?? []);
+          const seq = msg.serial === null ? 0 : (this.replyArrivals.get(msg.serial) ?? 0);
+          if (settle()) resolve({ body: reply?.body ?? [], seq });
         },
         (err: unknown) => {
           if (settle()) reject(translateBusError(err, fields));
@@ -341,13 +373,14 @@ export class SystemdBus {
     for (const reject of pending) reject(error);
   }
 
-  private deliver(msg: RawMessage): void {
+  private deliver(msg: RawMessage, seq: number): void {
     try {
       this.options.onSignal({
         path: msg.path ?? '',
         interface: msg.interface ?? '',
         member: msg.member ?? '',
         body: msg.body,
+        seq,
       });
     } catch (err) {
       // dbus-next would answer a throwing handler with an error *reply*; a

@@ -182,6 +182,8 @@ export class SystemdManager implements UnitManager {
   private listener: StatusListener | undefined;
   /** Last status seen for each watched unit (the listener is told only about differences). */
   private readonly known = new Map<string, UnitStatus>();
+  /** Arrival order of the message each `known` status came from: an older reply never overwrites it. */
+  private readonly knownSeq = new Map<string, number>();
   /** Watched units whose status must be fetched. */
   private readonly dirty = new Set<string>();
   private flushTimer: NodeJS.Timeout | undefined;
@@ -371,6 +373,7 @@ export class SystemdManager implements UnitManager {
     for (const name of this.watched) {
       if (!next.has(name)) {
         this.known.delete(name);
+        this.knownSeq.delete(name);
         this.dirty.delete(name);
       }
     }
@@ -388,6 +391,7 @@ export class SystemdManager implements UnitManager {
     this.listener = undefined;
     this.watched = new Set();
     this.known.clear();
+    this.knownSeq.clear();
     this.dirty.clear();
     const bus = this.bus;
     this.bus = undefined;
@@ -467,9 +471,14 @@ export class SystemdManager implements UnitManager {
   }
 
   private async invoke(call: BusCall): Promise<unknown[]> {
+    return (await this.invokeOrdered(call)).body;
+  }
+
+  /** {@link invoke}, with the reply's arrival order (see {@link SystemdBus.callOrdered}). */
+  private async invokeOrdered(call: BusCall): Promise<{ body: unknown[]; seq: number }> {
     const bus = await this.ensureBus();
     this.count(call.member);
-    return bus.call(call);
+    return bus.callOrdered(call);
   }
 
   private manager(
@@ -492,7 +501,22 @@ export class SystemdManager implements UnitManager {
   // --- unit operations ---
 
   private async listUnits(names: readonly string[]): Promise<Map<string, UnitStatus>> {
-    const [rows] = await this.manager('ListUnitsByNames', 'as', [names], unitsField(names));
+    return (await this.listUnitsOrdered(names)).statuses;
+  }
+
+  private async listUnitsOrdered(
+    names: readonly string[],
+  ): Promise<{ statuses: Map<string, UnitStatus>; seq: number }> {
+    const { body, seq } = await this.invokeOrdered({
+      destination: SYSTEMD,
+      path: MANAGER_PATH,
+      interface: MANAGER_IFACE,
+      member: 'ListUnitsByNames',
+      signature: 'as',
+      body: [names],
+      fields: unitsField(names),
+    });
+    const [rows] = body;
     const out = new Map<string, UnitStatus>();
     // One row per requested name, in order; the row's own name is the unit's
     // primary name, which differs for aliases — report under the asked name.
@@ -506,7 +530,7 @@ export class SystemdManager implements UnitManager {
         subState: typeof row?.[4] === 'string' ? row[4] : 'dead',
       });
     });
-    return out;
+    return { statuses: out, seq };
   }
 
   /** DisableUnitFiles(runtime) for all names at once; names systemd does not know are skipped. */
@@ -577,10 +601,17 @@ export class SystemdManager implements UnitManager {
       this.markDirty([name]);
       return;
     }
-    this.observe({ name, loadState, activeState, subState });
+    this.observe({ name, loadState, activeState, subState }, signal.seq);
   }
 
-  private observe(status: UnitStatus): void {
+  /**
+   * Records a unit's status from the message that arrived `seq`-th, and tells
+   * the listener if it changed. A status older than the one known (a reply
+   * that dbus-next handed over after a newer signal) is dropped.
+   */
+  private observe(status: UnitStatus, seq: number): void {
+    if (seq < (this.knownSeq.get(status.name) ?? 0)) return;
+    this.knownSeq.set(status.name, seq);
     const previous = this.known.get(status.name);
     if (previous !== undefined && sameStatus(previous, status)) return;
     this.known.set(status.name, status);
@@ -615,9 +646,9 @@ export class SystemdManager implements UnitManager {
         const names = [...this.dirty].filter((name) => this.watched.has(name));
         this.dirty.clear();
         if (names.length === 0) break;
-        const statuses = await this.listUnits(names);
+        const { statuses, seq } = await this.listUnitsOrdered(names);
         for (const status of statuses.values()) {
-          if (this.watched.has(status.name)) this.observe(status);
+          if (this.watched.has(status.name)) this.observe(status, seq);
         }
       }
     } catch (err) {

@@ -68,6 +68,11 @@ class FakeSystemdBus {
   readonly errors = new Map<string, (body: unknown[]) => [string, string] | undefined>();
   /** Members that never get an answer. */
   readonly hang = new Set<string>();
+  /**
+   * Member → signals written in the SAME socket write as the next reply to it,
+   * so the client reads both at once (a reply followed on the wire by a newer signal).
+   */
+  readonly trailing = new Map<string, () => Buffer[]>();
   helloError = false;
   private readonly sockets = new Set<net.Socket>();
   private serial = 1;
@@ -103,6 +108,11 @@ class FakeSystemdBus {
   }
 
   signal(path: string, iface: string, member: string, signature: string, body: unknown[]): void {
+    const data = this.signalData(path, iface, member, signature, body);
+    for (const socket of this.sockets) socket.write(data);
+  }
+
+  signalData(path: string, iface: string, member: string, signature: string, body: unknown[]): Buffer {
     const msg = new Message({
       type: SIGNAL,
       serial: this.serial++,
@@ -113,18 +123,24 @@ class FakeSystemdBus {
       body,
       sender: 'org.freedesktop.systemd1',
     });
-    const [data] = marshallMessage(msg);
-    for (const socket of this.sockets) socket.write(data);
+    return marshallMessage(msg)[0];
   }
 
   propertiesChanged(unit: string, props: Record<string, string>, invalidated: string[] = []): void {
+    const data = this.propertiesChangedData(unit, props, invalidated);
+    for (const socket of this.sockets) socket.write(data);
+  }
+
+  propertiesChangedData(unit: string, props: Record<string, string>, invalidated: string[] = []): Buffer {
     const changed: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(props)) changed[k] = new Variant('s', v);
-    this.signal(unitObjectPath(unit), 'org.freedesktop.DBus.Properties', 'PropertiesChanged', 'sa{sv}as', [
-      'org.freedesktop.systemd1.Unit',
-      changed,
-      invalidated,
-    ]);
+    return this.signalData(
+      unitObjectPath(unit),
+      'org.freedesktop.DBus.Properties',
+      'PropertiesChanged',
+      'sa{sv}as',
+      ['org.freedesktop.systemd1.Unit', changed, invalidated],
+    );
   }
 
   /** Drops every client connection (dbus-daemon restarted, machine gone). */
@@ -176,7 +192,9 @@ class FakeSystemdBus {
       signature,
       body,
     });
-    socket.write(marshallMessage(msg)[0]);
+    const trailing = this.trailing.get(to.member ?? '');
+    this.trailing.delete(to.member ?? '');
+    socket.write(Buffer.concat([marshallMessage(msg)[0], ...(trailing?.() ?? [])]));
   }
 
   private error(socket: net.Socket, to: WireMessage, name: string, text: string): void {
@@ -532,6 +550,29 @@ describe('SystemdManager over a fake bus', () => {
       r.seen.slice(4).map((s) => `${s.name} ${s.activeState}/${s.subState}`),
       ['b.service failed/failed', 'c.service active/exited'],
     );
+  });
+
+  it('a reply followed at once by a newer signal: the newer state wins (dbus-next hands replies over later)', async () => {
+    const m = make();
+    const r = recorder();
+    bus.units.set('a.service', ['loaded', 'inactive', 'dead']);
+    // The baseline answer says inactive; the unit starts right after and its signal follows the
+    // answer on the wire, in the same read.
+    bus.trailing.set('ListUnitsByNames', () => {
+      bus.units.set('a.service', ['loaded', 'active', 'running']);
+      return [
+        bus.propertiesChangedData('a.service', {
+          LoadState: 'loaded',
+          ActiveState: 'active',
+          SubState: 'running',
+        }),
+      ];
+    });
+    m.watch(new Set(['a.service']), r.listener);
+    await eventually(() => bus.count('ListUnitsByNames') > 0 && r.seen.length > 0, { timeoutMs: 2000 });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const last = r.seen.at(-1);
+    assert.equal(`${last?.activeState}/${last?.subState}`, 'active/running', JSON.stringify(r.seen));
   });
 
   it('watch: Reloading(false) resyncs every watched unit in ONE call; unwatching stops reports', async () => {
