@@ -204,6 +204,36 @@ describe('unit lifecycle', { timeout: 240_000 }, () => {
     await destroyAll(c, ['cycle@.service']);
   });
 
+  it('running units unloaded or destroyed straight away are stopped and their files removed', async () => {
+    const template = '[Unit]\nDescription=direct %i\n\n[Service]\nExecStart=/bin/sleep infinity\n';
+    dir.write('direct@.service', template);
+    const text = serializeUnitOptions(parseUnitFile(template));
+    const units = ['direct@1.service', 'direct@2.service', 'direct@3.service'];
+    await c.ok(['start', WAIT, ...units], cwd());
+    const where = await filesAre(units, 'launched', 'launched');
+    await inMachines(units, where, 'loaded/active/running', text);
+
+    const [unloaded, ...destroyed] = units as [string, ...string[]];
+    assert.equal(await c.ok(['unload', WAIT, unloaded], cwd()), `Unit ${unloaded} inactive\n`);
+    await inMachines(
+      units,
+      new Map([...where].filter(([u]) => u !== unloaded)),
+      'loaded/active/running',
+      text,
+    );
+    assert.equal(
+      await c.ok(['destroy', ...destroyed], cwd()),
+      destroyed.map((u) => `Destroyed ${u}\n`).join(''),
+    );
+    await inMachines(units, undefined, '', text);
+    assert.deepEqual([...(await unitFiles(c)).keys()], [unloaded]);
+    await converge(c, async () => (await unitsOn(c)).size === 0, {
+      timeoutMs: 20_000,
+      message: 'no unit states left',
+    });
+    await destroyAll(c, [unloaded]);
+  });
+
   it('start --replace changes the body: cat shows the new text and systemd runs the new ExecStart', async () => {
     const v1 = '[Unit]\nDescription=replaceable\n\n[Service]\nExecStart=/bin/sleep 1001\n';
     const v2 = '[Unit]\nDescription=replaceable\n\n[Service]\nExecStart=/bin/sleep 1002\n';

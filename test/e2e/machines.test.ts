@@ -104,6 +104,12 @@ describe('machines', { timeout: 240_000 }, () => {
       // systemd agrees: the units run where fleet says, and no longer on the machine that left.
       const gone = await systemdShow(c, leaving, moving, ['ActiveState']);
       for (const u of moving) assert.equal(gone.get(u)?.ActiveState, 'inactive', `${u} on ${leaving.name}`);
+      const leftFiles = join(leaving.rootPath, 'run/fleet/units');
+      assert.deepEqual(
+        existsSync(leftFiles) ? readdirSync(leftFiles) : [],
+        [],
+        `unit files left on ${leaving.name}`,
+      );
       for (const u of moving) {
         const m = c.machineByID(after.get(u) as string);
         assert.equal((await systemdShow(c, m, [u], ['ActiveState'])).get(u)?.ActiveState, 'active');
