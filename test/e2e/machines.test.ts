@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { FleetClient } from '@fleet/client';
 import { globMatches } from '@fleet/core';
 import type { Machine } from '@fleet/lab';
 import { UnitDir, apiUnit, destroyAll, serviceText, single, systemdShow, unitsOn } from './acceptance.js';
@@ -151,7 +152,7 @@ describe('machines', { timeout: 240_000 }, () => {
     await destroyAll(c, units);
   });
 
-  it('a duplicate machine ID is refused: never listed twice, the impostor logs it and runs nothing', async () => {
+  it('a duplicate machine ID is refused: never listed twice, the impostor logs it and runs nothing', async (t) => {
     const owner = c.machines[0] as Machine;
     const impostor = c.machines[3] as Machine;
     const ownID = impostor.machineID;
@@ -162,6 +163,25 @@ describe('machines', { timeout: 240_000 }, () => {
       .filter((m) => m !== impostor)
       .map((m) => m.machineID)
       .sort();
+
+    const ownerPID = (await systemdShow(c, owner, [pinned], ['MainPID'])).get(pinned)?.MainPID;
+    // Watch list-machines (through the API, every 100 ms) for the whole time the impostor is up.
+    const client = new FleetClient({ endpoint: c.endpoint(owner) });
+    const seen: string[] = [];
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        const listed = await client.listMachines().catch(() => []);
+        const dups = listed.map((m) => m.id).filter((id, i, all) => all.indexOf(id) !== i);
+        if (dups.length > 0) seen.push(dups.join(','));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      client.close();
+    })();
+    const stopWatching = (): void => {
+      watching = false;
+    };
+    t.after(stopWatching); // also when an assertion below fails
 
     const sh = (script: string) => c.lab.exec(impostor, ['sh', '-c', script]);
     let r = await sh(
@@ -204,6 +224,11 @@ describe('machines', { timeout: 240_000 }, () => {
       const states = await unitsOn(c);
       assert.deepEqual(states.get(pinned), [owner.machineID]);
       assert.deepEqual(states.get(later), [owner.machineID]);
+      assert.equal(
+        (await systemdShow(c, owner, [pinned], ['MainPID'])).get(pinned)?.MainPID,
+        ownerPID,
+        'the owner’s unit was not disturbed',
+      );
     } finally {
       r = await sh(`systemctl stop fleetd; echo ${ownID} > /etc/machine-id && systemctl start fleetd`);
       assert.equal(r.code, 0, r.stderr);
@@ -212,6 +237,9 @@ describe('machines', { timeout: 240_000 }, () => {
       timeoutMs: 20_000,
       message: 'the machine is back under its own ID',
     });
+    stopWatching();
+    await watcher;
+    assert.deepEqual(seen, [], 'list-machines never showed a machine ID twice');
     await c.waitForMachines(4);
     await destroyAll(c, [pinned, 'dup-2.service']);
   });
