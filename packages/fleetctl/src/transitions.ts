@@ -4,6 +4,7 @@ import { isGlobalUnit } from './columns.js';
 import type { CommandFlags } from './command.js';
 import { CommandError, EXIT_FAILURE, EXIT_OK, failure } from './errors.js';
 import type { Session } from './session.js';
+import { mapInOrder } from './concurrency.js';
 import { ensureUnits, unitArgs } from './unit-args.js';
 import { blockAttempts, waitForSystemdActive, waitForUnitStates } from './wait.js';
 
@@ -42,20 +43,23 @@ export async function transition(
   const target = TARGET_OF[verb];
   const triggered: string[] = [];
   const waiting: string[] = [];
+  const changing = units.filter((u) => u.desiredState !== target);
+  for (const u of changing) {
+    if (verb === 'load' && u.desiredState === 'launched') {
+      session.err(
+        `WARNING: Unit ${u.name} is launched; loading it stops it (desired state launched → loaded)`,
+      );
+    }
+  }
+  try {
+    await mapInOrder(changing, (u) => client.setUnitTargetState(u.name, target));
+  } catch (err) {
+    session.err(`${errorPrefix(verb)}: ${errorMessage(err)}`);
+    return EXIT_FAILURE;
+  }
   for (const u of units) {
     const global = isGlobalUnit(u.name, u.options);
     if (u.desiredState !== target) {
-      if (verb === 'load' && u.desiredState === 'launched') {
-        session.err(
-          `WARNING: Unit ${u.name} is launched; loading it stops it (desired state launched → loaded)`,
-        );
-      }
-      try {
-        await client.setUnitTargetState(u.name, target);
-      } catch (err) {
-        session.err(`${errorPrefix(verb)}: ${errorMessage(err)}`);
-        return EXIT_FAILURE;
-      }
       if (global) session.out(`Triggered global unit ${u.name} ${verb}`);
       else triggered.push(u.name);
     }
@@ -128,14 +132,15 @@ export async function createAndTransition(
   } catch (err) {
     throw failure('Error creating units', err);
   }
-  const found = [];
-  for (const u of units) {
-    let unit;
-    try {
-      unit = await client.getUnit(u.name);
-    } catch (err) {
-      throw failure(errorPrefix(verb), err);
-    }
+  let fetched: Array<Unit | undefined>;
+  try {
+    fetched = await mapInOrder(units, (u) => client.getUnit(u.name));
+  } catch (err) {
+    throw failure(errorPrefix(verb), err);
+  }
+  const found: Unit[] = [];
+  for (const [i, u] of units.entries()) {
+    const unit = fetched[i];
     if (unit === undefined) throw new CommandError(`${errorPrefix(verb)}: unable to find unit ${u.name}`);
     found.push(unit);
   }

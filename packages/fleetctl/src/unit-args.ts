@@ -18,6 +18,7 @@ import {
   type UnitOption,
 } from '@fleet/core';
 import { UsageError } from './errors.js';
+import { mapInOrder } from './concurrency.js';
 import type { Session } from './session.js';
 
 /** A unit argument: the local file fleetctl would read and the unit name it stands for. */
@@ -149,8 +150,9 @@ export async function ensureUnits(
   replace: boolean,
 ): Promise<void> {
   const writes: Array<{ readonly name: string; readonly source: UnitSource; readonly what: string }> = [];
-  for (const u of units) {
-    const existing = await client.getUnit(u.name);
+  const existingUnits = await mapInOrder(units, (u) => client.getUnit(u.name));
+  for (const [i, u] of units.entries()) {
+    const existing = existingUnits[i];
     if (existing !== undefined) {
       const local = readLocal(u);
       if (local === undefined || unitHash(local.options) === unitHash(existing.options ?? [])) continue;
@@ -177,10 +179,10 @@ export async function ensureUnits(
     writes.push({ name: u.name, source, what: 'created' });
   }
   await refuseReplacesCycle(client, writes);
-  for (const w of writes) {
+  await mapInOrder(writes, async (w) => {
     await create(client, w.name, w.source.options);
     session.debug(`${w.what} unit ${w.name} from ${w.source.origin}`);
-  }
+  });
 }
 
 /**
