@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Machine } from '@fleet/lab';
 import { FleetCluster } from './harness.js';
-import { UnitDir, convergeExactlyOnce, hold } from './faults-support.js';
+import { UnitDir, convergeExactlyOnce, hold, BOUNDED } from './faults-support.js';
 
 /** A small seedable PRNG (mulberry32): the same seed replays the same chaos. */
 function prng(seed: number): () => number {
@@ -17,7 +17,7 @@ function prng(seed: number): () => number {
 }
 
 const SEED = Number(process.env['CHAOS_SEED'] ?? 20240611);
-const EVENTS = Number(process.env['CHAOS_EVENTS'] ?? 40);
+const EVENTS = Number(process.env['CHAOS_EVENTS'] ?? 50);
 const MACHINES = 5;
 /** At most this many machines are down or cut off at once (the rest must be able to take the units). */
 const MAX_UNHEALTHY = 2;
@@ -26,7 +26,8 @@ type Kind =
   'kill' | 'boot' | 'reboot' | 'partition' | 'heal' | 'fleetd-crash' | 'fleetd-handover' | 'fleetd-stop';
 
 /** targets.md R5, scaled for CI: random kills, reboots, partitions and fleetd restarts across 5 machines. */
-describe('faults: chaos', () => {
+// A hang must fail the file, not use up CI's time.
+describe('faults: chaos', { timeout: 10 * 60_000 }, () => {
   let c: FleetCluster;
   let dir: UnitDir;
   before(async () => {
@@ -44,11 +45,14 @@ describe('faults: chaos', () => {
       ...Array.from({ length: 4 }, (_, i) => ({ name: `r5-c${i + 1}.service`, conflicts: 'r5-c*.service' })),
     );
     const globals = dir.add({ name: 'r5-g1.service', global: true }, { name: 'r5-g2.service', global: true });
-    await c.ok(['start', ...normal, ...conflicting, ...globals], { cwd: dir.path });
+    const pinnedTo = c.machines[0] as Machine;
+    const pinned = dir.add({ name: 'r5-p1.service', machineID: pinnedTo.machineID });
+    await c.ok(['start', BOUNDED, ...normal, ...conflicting, ...globals, ...pinned], { cwd: dir.path });
     const expected = new Map<string, number | readonly string[]>([
       ...normal.map((u) => [u, 1] as const),
       ...conflicting.map((u) => [u, 1] as const),
       ...globals.map((u) => [u, MACHINES] as const),
+      ...pinned.map((u) => [u, [pinnedTo.name]] as const),
     ]);
     await convergeExactlyOnce(c, 'r5-', expected);
 

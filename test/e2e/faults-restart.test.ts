@@ -11,6 +11,7 @@ import {
   engineLeader,
   hold,
   mainPIDs,
+  BOUNDED,
 } from './faults-support.js';
 
 /**
@@ -19,7 +20,8 @@ import {
  * lease alive, so the restarted fleetd must register within the TTL (node alone takes 1–4 s to
  * load fleetd on this loaded 2-core VM; a 2 s TTL cannot be met here).
  */
-describe('faults: fleetd restarted in a machine', () => {
+// A hang must fail the file, not use up CI's time.
+describe('faults: fleetd restarted in a machine', { timeout: 4 * 60_000 }, () => {
   const TTL_MS = 5000;
   const MACHINES = 3;
   let c: FleetCluster;
@@ -31,7 +33,7 @@ describe('faults: fleetd restarted in a machine', () => {
     dir = new UnitDir();
     units = dir.add(...Array.from({ length: 6 }, (_, i) => ({ name: `r4-u${i + 1}.service` })));
     units.push(...dir.add({ name: 'r4-global.service', global: true }));
-    await c.ok(['start', ...units], { cwd: dir.path });
+    await c.ok(['start', BOUNDED, ...units], { cwd: dir.path });
     expected = new Map(units.map((u) => [u, u === 'r4-global.service' ? MACHINES : 1]));
   });
   after(async () => {
@@ -79,11 +81,14 @@ describe('faults: fleetd restarted in a machine', () => {
       c,
       async () => {
         const now = await fleetdPID(target);
-        return now !== 0 && now !== before;
+        // Restarted, and serving (node takes a while to open the API socket).
+        return (
+          now !== 0 && now !== before && (await c.fleetctl(['list-machines'], { machine: target })).code === 0
+        );
       },
       {
         timeoutMs: 20_000 + (options.slowMs ?? 0),
-        message: `fleetd restarted by systemd in ${target.name} after ${signal}`,
+        message: `fleetd restarted by systemd in ${target.name} after ${signal}, serving again`,
       },
     );
     if (options.slowMs !== undefined) await restartDelay(target, undefined);
@@ -109,10 +114,10 @@ describe('faults: fleetd restarted in a machine', () => {
 
   it('the restarted agents still act: a new unit starts, a stopped one stops', async () => {
     const [fresh] = dir.add({ name: 'r4-fresh.service' });
-    await c.ok(['start', fresh as string], { cwd: dir.path });
+    await c.ok(['start', BOUNDED, fresh as string], { cwd: dir.path });
     expected.set(fresh as string, 1);
     await convergeExactlyOnce(c, 'r4-', expected);
-    await c.ok(['stop', 'r4-u1.service']);
+    await c.ok(['stop', BOUNDED, 'r4-u1.service']);
     expected.delete('r4-u1.service');
     await convergeExactlyOnce(c, 'r4-', expected);
   });

@@ -12,6 +12,12 @@ import { converge, type FleetCluster } from './harness.js';
  * the engine leader read from etcd, and the "exactly once" picture.
  */
 
+/**
+ * For fleetctl start/stop: give up after 15 attempts (30 s) instead of waiting forever (the
+ * default), so that a unit that never reports its state fails the test instead of hanging CI.
+ */
+export const BOUNDED = '--block-attempts=15';
+
 export interface UnitSpec {
   readonly name: string;
   /** Globs for `Conflicts=` in [X-Fleet]. */
