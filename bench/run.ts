@@ -168,6 +168,7 @@ async function main(): Promise<number> {
     `fleet bench (${args.quick ? 'quick' : 'full'}): ${host.cores} cores, load ${host.loadAverageAtStart.join(' ')}, ` +
       `node ${versions.node}, etcd ${versions.etcd}, systemd ${versions.systemd}`,
   );
+  const suiteSeconds: Record<string, number> = {};
   try {
     for (const suite of SUITES) {
       if (!suite.ids.some((id) => ctx.wants(id))) continue;
@@ -180,7 +181,8 @@ async function main(): Promise<number> {
         const missing = suite.ids.filter((id) => ctx.wants(id) && !got.has(id));
         ctx.fail(missing.length > 0 ? missing : suite.ids.filter((id) => ctx.wants(id)), suite.name, err);
       }
-      log(`== ${suite.name}: ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+      suiteSeconds[suite.name] = Math.round((Date.now() - t0) / 1000);
+      log(`== ${suite.name}: ${suiteSeconds[suite.name]} s`);
     }
   } finally {
     await Promise.allSettled([...cleanups].reverse().map((c) => c()));
@@ -195,6 +197,7 @@ async function main(): Promise<number> {
     startedAt: started.toISOString(),
     finishedAt: finished.toISOString(),
     durationSeconds: Math.round((finished.getTime() - started.getTime()) / 1000),
+    suiteSeconds,
     host: { ...host, loadAverageAtEnd: loadavg().map((x) => Math.round(x * 100) / 100) },
     versions,
     results,

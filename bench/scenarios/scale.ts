@@ -66,14 +66,22 @@ async function run(ctx: BenchContext): Promise<void> {
     await writeUnits(registry, units, 'launched');
     ctx.log(`${UNITS} launched units written in ${((performance.now() - w0) / 1000).toFixed(1)} s`);
 
-    const repeats = ctx.quick ? 1 : 3;
+    const repeats = ctx.quick ? 1 : 2;
     const p6: Array<Awaited<ReturnType<typeof coldPlacement>>> = [];
-    await step(ctx, ['P6'], `P6 placement throughput (${repeats} cold leaders)`, async () => {
+    const p6Notes: string[] = [];
+    await step(ctx, ['P6'], `P6 placement throughput with agents (${repeats} cold leaders)`, async () => {
       for (let rep = 0; rep < repeats; rep++) {
         if (engine) {
           await engine.stop();
           engine = undefined;
-          await unplaceAll(registry, kv, sims as SimMachines);
+          try {
+            await unplaceAll(registry, kv, sims as SimMachines);
+          } catch (err) {
+            // Keep what was measured; the next scenarios place everything again.
+            p6Notes.push(`run ${rep + 1} not measured: ${err instanceof Error ? err.message : String(err)}`);
+            ctx.log(`  ${p6Notes[p6Notes.length - 1]}`);
+            break;
+          }
         }
         const r = await coldPlacement(registry, `bench-engine-${rep}`);
         engine = r.engine;
@@ -96,6 +104,7 @@ async function run(ctx: BenchContext): Promise<void> {
             notes: [
               'a new leader with 10,000 launched, unplaced units: from winning leadership to every placement committed (fenced txns of ≤ 127 ops) and seen by its own watch; includes loading units, bodies and machines into its caches',
               'simulated machines run their agents meanwhile (they react to the placements and report states: real contention on etcd)',
+              ...p6Notes,
             ],
             details: {
               placed: p6.map((r) => r.placed),
@@ -143,10 +152,22 @@ async function unplaceAll(registry: Registry, kv: EtcdKv, sims: SimMachines): Pr
       { type: 'deletePrefix', prefix: registry.keys.unplacedPrefix },
     ],
   );
-  await until(
-    async () => (await sims.counts()).units === 0 && (await countKeys(kv, registry.keys.statesPrefix)) === 0,
-    { timeoutMs: 180_000, intervalMs: 500, what: 'agents to unload every unit' },
-  );
+  let left = { units: -1, states: -1 };
+  try {
+    await until(
+      async () => {
+        left = {
+          units: (await sims.counts()).units,
+          states: await countKeys(kv, registry.keys.statesPrefix),
+        };
+        return left.units === 0 && left.states === 0;
+      },
+      { timeoutMs: 240_000, intervalMs: 1000, what: 'agents to unload every unit' },
+    );
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new Error(`${why} (${left.units} units still loaded, ${left.states} states still reported)`);
+  }
 }
 
 async function steadyWrites(
