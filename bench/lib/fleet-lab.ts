@@ -283,6 +283,24 @@ export class BenchCluster {
     return rec ? this.lab.machines.find((m) => m.machineID === rec.id) : undefined;
   }
 
+  /**
+   * Resolves with the time (performance.now()) at which a placement of `unit`
+   * (`schedule/<machine>/<unit>`) is first seen by a watch from the host.
+   */
+  async watchPlacement(unit: string): Promise<{ placed: Promise<number>; close(): Promise<void> }> {
+    const rev = (await this.kv.currentRevision()) + 1;
+    let resolve: (at: number) => void = () => undefined;
+    const placed = new Promise<number>((r) => (resolve = r));
+    const watch = this.kv.watchPrefix(this.registry.keys.schedulePrefix, rev, {
+      onEvents: (events) => {
+        const at = performance.now();
+        if (events.some((e) => e.type === 'put' && e.kv.key.endsWith(`/${unit}`))) resolve(at);
+      },
+      onReset: () => undefined,
+    });
+    return { placed, close: () => watch.close() };
+  }
+
   machineByID(id: string): Machine | undefined {
     return this.lab.machines.find((m) => m.machineID === id);
   }

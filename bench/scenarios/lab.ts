@@ -107,20 +107,32 @@ async function startLatency(ctx: BenchContext, bc: BenchCluster): Promise<void> 
     await bc.destroyUnits([unit]);
   }
   // The cluster's share: one PUT that creates the unit launched (no client round trips before it).
+  // Split into the engine's part (request → placement committed, seen by an etcd
+  // watch) and the agent's (placement → systemd reports it active).
   const api: number[] = [];
+  const toPlaced: number[] = [];
+  const placedToActive: number[] = [];
   const client = bc.client(bc.firstRunning());
   for (let i = 0; i < (ctx.quick ? 6 : 15); i++) {
     const unit = `p1-api-${i}.service`;
     bc.tracker.watch([unit]);
+    const placement = await bc.watchPlacement(unit);
     await sleep(100);
-    const t0 = performance.now();
-    await client.createUnit(unit, UNIT_OPTIONS, 'launched');
-    const at = await bc.tracker.waitFor(
-      () => [...bc.tracker.activeOn(unit).values()][0],
-      20_000,
-      `${unit} active`,
-    );
-    api.push(at - t0);
+    try {
+      const t0 = performance.now();
+      await client.createUnit(unit, UNIT_OPTIONS, 'launched');
+      const at = await bc.tracker.waitFor(
+        () => [...bc.tracker.activeOn(unit).values()][0],
+        20_000,
+        `${unit} active`,
+      );
+      const placedAt = await placement.placed;
+      api.push(at - t0);
+      toPlaced.push(placedAt - t0);
+      placedToActive.push(at - placedAt);
+    } finally {
+      await placement.close();
+    }
     await bc.destroyUnits([unit]);
   }
   const details = {
@@ -129,6 +141,8 @@ async function startLatency(ctx: BenchContext, bc: BenchCluster): Promise<void> 
       p99: round(summarize(api).p99),
       n: api.length,
     },
+    apiCreateToPlacedMs: round(median(toPlaced)),
+    placedToActiveMs: round(median(placedToActive)),
     fleetctlStartReturnedMs: { median: round(median(returns)), p99: round(summarize(returns).p99) },
     placements: Object.fromEntries(placedOn),
     warmupsDiscarded: warmups,
