@@ -61,6 +61,11 @@ describe('faults: chaos', { timeout: 10 * 60_000 }, () => {
     const down = (m: Machine): boolean => !m.running;
     const unhealthy = (): number => c.machines.filter((m) => down(m) || m.partitioned).length;
     const log: string[] = [];
+    // A user keeps working meanwhile: stops and starts units through whichever fleetd is up.
+    // unit → the desired state last set by a command that succeeded; a failed command may or
+    // may not have been applied, so its unit's expectation is read back from the cluster.
+    const userSet = new Map<string, 'launched' | 'loaded'>(normal.map((u) => [u, 'launched']));
+    const ambiguous = new Set<string>();
     for (let i = 0; i < EVENTS; i++) {
       const kinds: Kind[] = [];
       const healthyNow = c.machines.filter((m) => m.running && !m.partitioned);
@@ -101,6 +106,17 @@ describe('faults: chaos', { timeout: 10 * 60_000 }, () => {
       const pause = Math.round(200 + random() * 2300);
       log.push(`${i + 1}. ${kind} ${target.name}, hold ${pause} ms`);
       await hold(pause);
+      const unit = pick(normal);
+      const via = pick(c.machines.filter((m) => m.running && !m.partitioned));
+      const next = userSet.get(unit) === 'loaded' ? 'launched' : 'loaded';
+      const r = await c.fleetctl([next === 'loaded' ? 'stop' : 'start', '--no-block', unit], {
+        machine: via,
+      });
+      if (r.code === 0) {
+        userSet.set(unit, next);
+        ambiguous.delete(unit);
+      } else ambiguous.add(unit);
+      log.push(`   user: ${next === 'loaded' ? 'stop' : 'start'} ${unit} via ${via.name}: exit ${r.code}`);
     }
     t.diagnostic(`events:\n${log.join('\n')}`);
 
@@ -109,6 +125,16 @@ describe('faults: chaos', { timeout: 10 * 60_000 }, () => {
       if (!m.running) await c.lab.restart(m);
     }
     await c.waitForMachines(MACHINES, 60_000);
+    // No update the user saw succeed is lost; units stopped by the user must not run anywhere.
+    const dstate = new Map(
+      (await c.rows(['list-unit-files', '--fields=unit,dstate'])).map(([u, d]) => [u as string, d as string]),
+    );
+    for (const u of normal) {
+      const want = ambiguous.has(u) ? dstate.get(u) : userSet.get(u);
+      assert.equal(dstate.get(u), want, `${u}: desired state after the chaos`);
+      if (want === 'launched') expected.set(u, 1);
+      else expected.delete(u);
+    }
     const final = await convergeExactlyOnce(c, 'r5-', expected, {
       timeoutMs: 90_000,
       message: `every launched unit exactly once after the chaos (CHAOS_SEED=${SEED})\n${log.join('\n')}`,

@@ -36,7 +36,7 @@ describe('faults: a machine cut off from etcd; the engine leader killed', { time
     dir?.remove();
   });
 
-  it('R1: units keep running while cut off, moved copies run elsewhere; after the heal one copy each and the machine is back', async () => {
+  it('R1: the leader cut off: its units keep running, moved copies run elsewhere; after the heal one copy each and the machine is back', async () => {
     const units = dir.add(...Array.from({ length: 8 }, (_, i) => ({ name: `r1-u${i + 1}.service` })));
     const [global] = dir.add({ name: 'r1-global.service', global: true });
     await c.ok(['start', BOUNDED, ...units, global as string], { cwd: dir.path });
@@ -44,12 +44,10 @@ describe('faults: a machine cut off from etcd; the engine leader killed', { time
     expected.set(global as string, MACHINES);
     const placed = await convergeExactlyOnce(c, 'r1-', expected);
 
-    // Cut off the machine with the most units, the engine leader when it runs any (it is then
-    // deposed too, and must not write).
+    // Cut off the engine leader: it is deposed too, and its writes must be refused while a new
+    // leader moves its units.
     const perMachine = byMachine(placed);
-    const leader = await engineLeader(c);
-    const busiest = [...perMachine].sort((a, b) => b[1].length - a[1].length)[0]?.[0] as string;
-    victim = leader && (perMachine.get(leader.name)?.length ?? 0) > 1 ? leader : c.lab.machine(busiest);
+    victim = await converge(c, () => engineLeader(c), { message: 'an engine leader' });
     // A unit pinned to the victim (MachineID) can run nowhere else: like the global unit, it
     // must run on through the partition and the heal.
     const [pinned] = dir.add({ name: 'r1-pinned.service', machineID: victim.machineID });
@@ -94,6 +92,10 @@ describe('faults: a machine cut off from etcd; the engine leader killed', { time
       assert.notEqual(r.code, 0, `fleetctl ${args.join(' ')} on the cut-off machine`);
       assert.match(r.stderr, /^[^\n]*cannot reach etcd[^\n]*\n?$/, `fleetctl ${args.join(' ')}: ${r.stderr}`);
     }
+    // The new leader places a unit started meanwhile (elsewhere, once).
+    const [during] = dir.add({ name: 'r1-during.service' });
+    await c.ok(['start', BOUNDED, during as string], { cwd: dir.path, machine: others[0] as Machine });
+    expected.set(during as string, 1);
     // …while the cut-off machine keeps running its copies, well past the TTL.
     await hold(Math.max(0, cutAt + 4 * TTL_MS - Date.now()));
     await assertUntouched(c, victim, pids, 'while cut off');
