@@ -116,7 +116,9 @@ describe('faults: chaos', { timeout: 10 * 60_000 }, () => {
         userSet.set(unit, next);
         ambiguous.delete(unit);
       } else ambiguous.add(unit);
-      log.push(`   user: ${next === 'loaded' ? 'stop' : 'start'} ${unit} via ${via.name}: exit ${r.code}`);
+      log.push(
+        `   user: ${next === 'loaded' ? 'stop' : 'start'} ${unit} via ${via.name}: exit ${r.code}${r.code === 0 ? '' : ` ${r.stderr.trim()}`}`,
+      );
     }
     t.diagnostic(`events:\n${log.join('\n')}`);
 
