@@ -6,6 +6,7 @@ import { Engine } from '@fleet/engine';
 import { CommandMailbox, EtcdKv, Registry, type Kv, type Watch } from '@fleet/registry';
 import type { Config } from './config.js';
 import { detectPublicIP, ownerToken, readMachineID } from './identity.js';
+import { IdleCollector } from './idle-gc.js';
 import { Listeners, socketActivationFds } from './listeners.js';
 import { PresenceKeeper } from './presence.js';
 
@@ -46,6 +47,7 @@ export class Fleetd {
   private agent: Agent | undefined;
   private engine: Engine | undefined;
   private listeners: Listeners | undefined;
+  private readonly idleGc = new IdleCollector();
   private mailboxServer: Watch | undefined;
 
   constructor(private readonly options: FleetdOptions) {
@@ -179,6 +181,7 @@ export class Fleetd {
       this.engine = engine;
       engine.start();
     }
+    this.idleGc.start();
     this.stateNow = 'running';
     this.log(
       `fleetd ${VERSION} running: machine ${this.machineID}${this.identity().primaryIP ? ` (${this.identity().primaryIP})` : ''}, etcd ${c.etcd_servers.join(',')}, engine ${c.disable_engine ? 'disabled' : 'candidate'}`,
@@ -232,6 +235,7 @@ export class Fleetd {
       machineID: this.machineID,
       registered: this.presence?.registered ?? false,
       engine: this.engine ? { state: this.engine.state, reconciles: this.engine.reconcileCount } : 'disabled',
+      memory: process.memoryUsage(),
       units: this.agent?.dump() ?? {},
       config,
     };
@@ -247,6 +251,7 @@ export class Fleetd {
   async stop(mode: 'leave' | 'handover' = 'leave'): Promise<void> {
     if (this.stateNow === 'stopped' || this.stateNow === 'stopping') return;
     this.stateNow = 'stopping';
+    this.idleGc.stop();
     try {
       await this.engine?.stop();
       await this.mailboxServer?.close();

@@ -6,6 +6,13 @@ import { UnavailableError } from '@fleet/core';
 /** This checkout's root (the lab makes it visible inside machines at the same path). */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/, '');
 
+/**
+ * Node flags for fleetd: a small young generation keeps the resident set near
+ * the live heap (with fleetd's idle collector, 1,000 units: ~87 MB instead of
+ * ~170 MB). Same flags as examples/deploy/fleetd.service.
+ */
+export const FLEETD_NODE_FLAGS = '--max-semi-space-size=2';
+
 /** The compiled fleetd of this checkout. */
 export const FLEETD_MAIN = `${REPO_ROOT}/packages/fleetd/dist/main.js`;
 
@@ -36,7 +43,7 @@ After=dbus.service
 [Service]
 EnvironmentFile=/run/fleet-lab/env
 ${lines.join('\n')}
-ExecStart=${options.nodePath ?? process.execPath} ${FLEETD_MAIN}
+ExecStart=${options.nodePath ?? process.execPath} ${FLEETD_NODE_FLAGS} ${FLEETD_MAIN}
 Restart=always
 RestartSec=200ms
 

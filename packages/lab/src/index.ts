@@ -24,6 +24,7 @@ export { BOOT_TARGET, ENV_FILE, MASKED_UNITS } from './seed.js';
 export type { MachineStatus } from './state.js';
 export {
   FLEETD_MAIN,
+  FLEETD_NODE_FLAGS,
   REPO_ROOT,
   fleetdEndpoint,
   fleetdServiceText,
