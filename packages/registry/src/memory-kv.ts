@@ -111,7 +111,8 @@ export class MemoryKv implements Kv {
     failure: readonly Op[] = [],
   ): Promise<TxnResult> {
     this.check();
-    if (compares.length + success.length > MAX_TXN_OPS || failure.length > MAX_TXN_OPS) {
+    // etcd limits each list of a transaction separately (--max-txn-ops).
+    if (compares.length > MAX_TXN_OPS || success.length > MAX_TXN_OPS || failure.length > MAX_TXN_OPS) {
       throw new Error(`etcdserver: too many operations in txn request`);
     }
     const succeeded = compares.every((c) => this.holds(c));
