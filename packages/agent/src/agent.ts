@@ -51,6 +51,16 @@ export interface AgentOptions {
   readonly metrics?: Metrics;
 }
 
+/** A settled state is published this long after it was heard (coalescing a burst into one write). */
+const REPORT_COALESCE_MS = 5;
+/**
+ * A transitional state (activating, deactivating, reloading) waits up to this
+ * long for the settled one, so a start or stop usually costs one etcd write,
+ * not two (target P8); one that takes longer is published when the wait ends.
+ */
+const TRANSITION_HOLD_MS = 150;
+const TRANSITIONAL_STATES: ReadonlySet<string> = new Set(['activating', 'deactivating', 'reloading']);
+
 /** A unit this agent has written to disk, and what it made of it. */
 interface LocalUnit extends CurrentUnit {
   readonly hash: string;
@@ -84,6 +94,12 @@ export class Agent {
   private reconciling: Promise<void> | undefined;
   private flushing: Promise<void> | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
+  /** When the pending flush timer fires (to move it earlier, never later). */
+  private flushAt = 0;
+  /** Units whose pending report is a transitional state, and since when it waits. */
+  private readonly heldSince = new Map<string, number>();
+  /** The flush failed: wait before trying etcd again. */
+  private flushFailed = false;
   private resyncTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private startLoop: Promise<void> | undefined;
@@ -438,7 +454,15 @@ export class Agent {
       return;
     }
     this.pendingReports.set(unit, record);
-    this.scheduleFlush(5);
+    if (record !== undefined && TRANSITIONAL_STATES.has(record.activeState ?? '')) {
+      // activating/deactivating usually settle within milliseconds: wait a
+      // little for the settled state and publish one write instead of two.
+      if (!this.heldSince.has(unit)) this.heldSince.set(unit, performance.now());
+      this.scheduleFlush(TRANSITION_HOLD_MS);
+    } else {
+      this.heldSince.delete(unit);
+      this.scheduleFlush(REPORT_COALESCE_MS);
+    }
   }
 
   /**
@@ -460,22 +484,51 @@ export class Agent {
   }
 
   private scheduleFlush(delayMs: number): void {
-    if (this.flushTimer || this.flushing) return;
+    if (this.flushing) return; // the running flush reschedules what is left
+    const at = performance.now() + delayMs;
+    if (this.flushTimer) {
+      if (at >= this.flushAt) return;
+      clearTimeout(this.flushTimer);
+    }
+    this.flushAt = at;
     this.flushTimer = setTimeout(() => {
       this.flushTimer = undefined;
       this.flushing = this.flush().finally(() => {
         this.flushing = undefined;
-        if (this.pendingReports.size > 0 && this.stateNow !== 'stopped')
-          this.scheduleFlush(this.options.retryDelayMs ?? 500);
+        if (this.pendingReports.size === 0 || this.stateNow === 'stopped') return;
+        if (this.flushFailed) this.scheduleFlush(this.options.retryDelayMs ?? 500);
+        else this.scheduleFlush(this.nextHoldExpiry());
       });
     }, delayMs);
   }
 
+  /** ms until the next pending report is due: unheld ones at once, held ones when their wait ends. */
+  private nextHoldExpiry(): number {
+    const now = performance.now();
+    let next = Infinity;
+    for (const unit of this.pendingReports.keys()) {
+      const since = this.heldSince.get(unit);
+      next = Math.min(next, since === undefined ? 0 : since + TRANSITION_HOLD_MS - now);
+    }
+    return Math.max(REPORT_COALESCE_MS, next);
+  }
+
   private async flush(): Promise<void> {
+    this.flushFailed = false;
     const leaseID = this.options.leaseID();
     if (leaseID === undefined || this.pendingReports.size === 0) return;
-    const batch = new Map(this.pendingReports);
-    this.pendingReports.clear();
+    const now = performance.now();
+    const batch = new Map<string, StateRecord | undefined>();
+    for (const [unit, rec] of this.pendingReports) {
+      const since = this.heldSince.get(unit);
+      if (since !== undefined && now - since < TRANSITION_HOLD_MS) continue; // still waiting to settle
+      batch.set(unit, rec);
+    }
+    if (batch.size === 0) return;
+    for (const unit of batch.keys()) {
+      this.pendingReports.delete(unit);
+      this.heldSince.delete(unit);
+    }
     for (const [unit, rec] of batch) this.inflight.set(unit, rec ? JSON.stringify(rec) : undefined);
     try {
       await this.options.registry.putStates(this.options.machineID, leaseID, batch);
@@ -489,6 +542,7 @@ export class Agent {
     } catch (err) {
       // Keep the newest value of each; retry later (coalesced).
       for (const [unit, rec] of batch) if (!this.pendingReports.has(unit)) this.pendingReports.set(unit, rec);
+      this.flushFailed = true;
       this.log(`cannot publish unit states yet: ${errorMessage(err)}`);
     } finally {
       this.inflight.clear();

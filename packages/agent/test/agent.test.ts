@@ -383,4 +383,41 @@ describe('agent reconcile loop (in-memory registry, fake systemd)', () => {
     await agent.purge();
     assert.equal(manager.unitFiles().size, 0);
   });
+
+  it('a start that settles quickly costs one state write; a slow one publishes activating after a short wait', async () => {
+    const writes: string[] = [];
+    const w = kv.watchPrefix(registry.keys.statesPrefix, (await kv.currentRevision()) + 1, {
+      onEvents: (evs) => {
+        for (const e of evs)
+          if (e.type === 'put')
+            writes.push(`${e.kv.key.split('/').at(-2)}:${JSON.parse(e.kv.value).activeState}`);
+      },
+      onReset: () => undefined,
+    });
+    await startAgent();
+    await place('quick.service', 'launched');
+    await eventually(async () => (await reported()).get('quick.service') === 'active/running');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(
+      writes.filter((x) => x.startsWith('quick.service')),
+      ['quick.service:active'],
+    );
+
+    const slow = new FakeUnitManager({ transitionDelayMs: 600 });
+    for (const a of agents) await a.stop();
+    manager = slow;
+    await startAgent();
+    await place('slow.service', 'launched');
+    await eventually(async () => (await reported()).get('slow.service') === 'activating/start', {
+      timeoutMs: 2000,
+    });
+    await eventually(async () => (await reported()).get('slow.service') === 'active/running', {
+      timeoutMs: 3000,
+    });
+    assert.deepEqual(
+      writes.filter((x) => x.startsWith('slow.service')),
+      ['slow.service:activating', 'slow.service:active'],
+    );
+    await w.close();
+  });
 });
