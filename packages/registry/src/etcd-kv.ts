@@ -61,6 +61,16 @@ export function prefixEnd(prefix: string): Buffer {
   return Buffer.from([0]);
 }
 
+/** A few words for why a request did not reach etcd, from gRPC's long text. */
+export function shortReason(message: string): string {
+  if (/ECONNREFUSED|connection refused/i.test(message)) return 'connection refused';
+  if (/EHOSTUNREACH|ENETUNREACH|no route/i.test(message)) return 'host unreachable';
+  if (/deadline|timed? ?out|ETIMEDOUT/i.test(message)) return 'timed out';
+  if (/breaker|circuit|broken/i.test(message)) return 'not answering, retrying shortly';
+  if (/closed/i.test(message)) return 'connection closed';
+  return 'unavailable';
+}
+
 interface RawKv {
   key: Buffer;
   value: Buffer;
@@ -167,8 +177,9 @@ export class EtcdKv implements Kv {
         msg,
       )
     ) {
-      return new UnavailableError(`cannot reach etcd at ${this.endpoints.join(',')}: ${msg}`, {
-        fields: { operation: what },
+      // One short reason for people; gRPC's raw text stays in `cause` and `fields`.
+      return new UnavailableError(`cannot reach etcd at ${this.endpoints.join(',')} (${shortReason(msg)})`, {
+        fields: { operation: what, detail: msg },
         cause: err,
       });
     }

@@ -41,3 +41,18 @@ describe('PrefixCache over a watch that fell behind a compaction', () => {
     await kv.close();
   });
 });
+
+describe('etcd error texts', () => {
+  it('give people a short reason, not gRPC text', async () => {
+    const { shortReason } = await import('@fleet/registry');
+    assert.equal(
+      shortReason(
+        '14 UNAVAILABLE: No connection established. Last error: connect ECONNREFUSED 127.0.0.1:2379',
+      ),
+      'connection refused',
+    );
+    assert.equal(shortReason('4 DEADLINE_EXCEEDED: Deadline exceeded after 1.001s'), 'timed out');
+    assert.equal(shortReason('Breaker is open'), 'not answering, retrying shortly');
+    assert.equal(shortReason('14 UNAVAILABLE: something else'), 'unavailable');
+  });
+});
