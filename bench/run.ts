@@ -163,6 +163,15 @@ async function main(): Promise<number> {
     systemd: version('/usr/lib/systemd/systemd', ['--version'], /systemd (\d+)/),
     commit: version('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], /(\S+)/),
     fleetdExtraEnv: fleetdExtraEnv(),
+    /** Uncommitted changes to the code under test (the checkout is shared): measured as they were. */
+    uncommittedInPackages: version(
+      'git',
+      ['-C', ROOT, 'status', '--porcelain', '--', 'packages'],
+      /^([\s\S]*)$/,
+    )
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean),
   };
   log(
     `fleet bench (${args.quick ? 'quick' : 'full'}): ${host.cores} cores, load ${host.loadAverageAtStart.join(' ')}, ` +

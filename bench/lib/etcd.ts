@@ -253,3 +253,21 @@ export function watchWrites(
 export async function countKeys(kv: EtcdKv, prefix: string): Promise<number> {
   return kv.client.getAll().prefix(prefix).count();
 }
+
+/**
+ * etcd's WAL fsync latency since it started, from its histogram: the upper
+ * bounds (ms) of the buckets holding the median and the 99th percentile.
+ * Tells whether a slow run was etcd's disk.
+ */
+export async function walFsync(metricsUrl: string): Promise<{ count: number; p50Ms: number; p99Ms: number }> {
+  const s = await scrape(metricsUrl);
+  const buckets: Array<[number, number]> = [];
+  for (const [series, value] of s) {
+    const m = /^etcd_disk_wal_fsync_duration_seconds_bucket\{le="([^"]+)"\}$/.exec(series);
+    if (m) buckets.push([m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]) * 1000, value]);
+  }
+  buckets.sort((a, b) => a[0] - b[0]);
+  const count = buckets[buckets.length - 1]?.[1] ?? 0;
+  const at = (q: number): number => buckets.find(([, c]) => c >= q * count)?.[0] ?? Number.NaN;
+  return { count, p50Ms: at(0.5), p99Ms: at(0.99) };
+}

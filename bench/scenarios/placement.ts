@@ -15,7 +15,7 @@
 import { join } from 'node:path';
 import { EtcdKv, Registry } from '@fleet/registry';
 import { coldPlacement, timeDecide, type ColdPlacement, type DecideTiming } from '../lib/engine-run.js';
-import { countKeys, startEtcd } from '../lib/etcd.js';
+import { countKeys, startEtcd, walFsync } from '../lib/etcd.js';
 import { metricResult, step, type BenchContext, type Suite } from '../lib/report.js';
 import { SIM_TTL_SECONDS, SimMachines, simMachines } from '../lib/sim.js';
 import { workload, writeUnits } from '../lib/workload.js';
@@ -30,6 +30,8 @@ interface Point extends Size {
   readonly colds: readonly Omit<ColdPlacement, 'engine'>[];
   readonly scheduleKeys: number;
   readonly writeSeconds: number;
+  readonly fsync: Awaited<ReturnType<typeof walFsync>>;
+  readonly simReadySeconds: number;
 }
 
 export const placementSuite: Suite = {
@@ -97,7 +99,15 @@ async function measure(ctx: BenchContext, size: Size, repeats: number): Promise<
         );
       }
     }
-    return { ...size, decide: decide as DecideTiming, colds, scheduleKeys, writeSeconds };
+    return {
+      ...size,
+      decide: decide as DecideTiming,
+      colds,
+      scheduleKeys,
+      writeSeconds,
+      fsync: await walFsync(etcd.metricsUrl),
+      simReadySeconds: Math.round(sims.readyMs / 100) / 10,
+    };
   } finally {
     await kv.close();
     await closeSims();
@@ -138,6 +148,8 @@ async function run(ctx: BenchContext): Promise<void> {
             ),
             decideCpuMs: round((p.decide.cpuUsPerUnit * p.decide.units) / 1000),
             snapshotCpuMs: round((p.decide.snapshotCpuUsPerUnit * p.decide.units) / 1000),
+            etcdWalFsync: p.fsync,
+            simulatedMachinesReadySeconds: p.simReadySeconds,
           },
         },
       ),
@@ -180,6 +192,7 @@ async function run(ctx: BenchContext): Promise<void> {
                 (p.colds[p.colds.length - 1] as Omit<ColdPlacement, 'engine'>).leaderToDoneMs,
               ),
               coldLeaderUsPerPlacement: round(coldUs(p)),
+              etcdWalFsync: p.fsync,
             })),
             ratios: {
               decideCpu: round(ratio),

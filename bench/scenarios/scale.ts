@@ -22,6 +22,7 @@ import {
   readCounters,
   settle,
   startEtcd,
+  walFsync,
   watchWrites,
   type BenchEtcd,
 } from '../lib/etcd.js';
@@ -115,6 +116,7 @@ async function run(ctx: BenchContext): Promise<void> {
               placementsPerSecondReconcileOnly: p6.map((r) => Math.round(r.placed / (r.reconcileMs / 1000))),
               opsCommitted: p6.map((r) => r.ops),
               decideCpuMs: decideTiming ? (decideTiming.cpuUsPerUnit * decideTiming.units) / 1000 : undefined,
+              etcdWalFsync: await walFsync(etcd.metricsUrl),
               snapshotCpuMs: decideTiming
                 ? (decideTiming.snapshotCpuUsPerUnit * decideTiming.units) / 1000
                 : undefined,
