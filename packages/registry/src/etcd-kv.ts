@@ -43,6 +43,8 @@ export const RANGE_PAGE_KEYS = 10_000;
  * values of 25 KiB on average.
  */
 const MAX_RECEIVE_BYTES = 256 * 1024 * 1024;
+/** How long closing a watch waits for etcd to confirm its cancellation. */
+const WATCH_CANCEL_WAIT_MS = 1000;
 
 function toBuffer(s: string): Buffer {
   return Buffer.from(s, 'utf8');
@@ -304,7 +306,19 @@ export class EtcdKv implements Kv {
         closed = true;
         const watcher = await watcherPromise;
         watcherPromise = Promise.resolve(undefined);
-        await watcher?.cancel().catch(() => undefined);
+        if (watcher === undefined) return;
+        // etcd3 waits for etcd to confirm a cancel: with etcd gone and the
+        // stream not yet known broken that never comes. Closing the client
+        // ends the stream anyway; a close must not hang on it.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          watcher.cancel().catch(() => undefined),
+          new Promise<void>((resolve) => {
+            timer = setTimeout(resolve, WATCH_CANCEL_WAIT_MS);
+            timer.unref();
+          }),
+        ]);
+        clearTimeout(timer);
       },
     };
   }
