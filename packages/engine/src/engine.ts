@@ -10,6 +10,7 @@ import {
 import {
   PrefixCache,
   Keyspace,
+  MAX_TXN_OPS,
   campaign,
   fencedCommit,
   machineInfo,
@@ -324,8 +325,17 @@ export class Engine {
     // Placements first (they matter), reasons after. Each commit is followed by
     // waiting until our own cache shows it, so the next decision is never made
     // from a stale view (each cache only sees revisions of its own prefix).
-    if (ops.length > 0) {
-      const revision = await fencedCommit(registry.kv, leadership.fence, ops);
+    // Removals before additions when they cannot share one transaction:
+    // fencedCommit's chunks go out concurrently, and an agent must never see
+    // a moved unit placed on two machines, or next to a unit it conflicts with.
+    const deletes = ops.filter((op) => op.type === 'delete');
+    const phases =
+      ops.length <= MAX_TXN_OPS || deletes.length === 0
+        ? [ops]
+        : [deletes, ops.filter((op) => op.type !== 'delete')];
+    for (const phase of phases) {
+      if (phase.length === 0) continue;
+      const revision = await fencedCommit(registry.kv, leadership.fence, phase);
       await c.schedule.waitForRevision(revision);
     }
     if (reasonOps.length > 0) {

@@ -139,6 +139,61 @@ describe('engine over the in-memory registry', () => {
     assert.equal(await h.waitPlaced('s.service'), where, 'no churn on leader change');
   });
 
+  it('a move larger than one transaction never shows a unit on two machines (removals commit first)', async () => {
+    // etcd may commit transactions sent together in any order: this one commits them last first.
+    const reorder = new ReorderingKv(kv);
+    await h.close();
+    h = new EngineHarness(reorder);
+    h.startEngine('m1');
+    await h.machine('m1', { role: 'a' });
+    await h.machine('m2', { role: 'b' });
+    const n = 150; // 300 operations to move them: three transactions
+    for (let i = 0; i < n; i++) await h.submit(`w${i}.service`, 'MachineMetadata=role=a');
+    await eventually(async () => {
+      const p = await h.placements();
+      return p.size === n && [...p.values()].every((ms) => ms.join() === 'm1');
+    });
+    // Follow every revision of schedule/ from here on: unit → machines.
+    const where = new Map<string, Set<string>>();
+    for (const p of await h.registry.listPlacements()) where.set(p.unit, new Set([p.machineID]));
+    const doubled: string[] = [];
+    const prefix = h.registry.keys.schedulePrefix;
+    const watch = kv.watchPrefix(prefix, (await kv.currentRevision()) + 1, {
+      onEvents: (events) => {
+        let revision = 0;
+        const check = (): void => {
+          for (const [unit, ms] of where) if (ms.size > 1) doubled.push(`${unit}@${revision}`);
+        };
+        for (const ev of events) {
+          const r = ev.type === 'put' ? ev.kv.modRevision : ev.modRevision;
+          if (r !== revision && revision !== 0) check();
+          revision = r;
+          const [machine, unit] = (ev.type === 'put' ? ev.kv.key : ev.key).slice(prefix.length).split('/');
+          const ms = where.get(unit as string) ?? new Set<string>();
+          if (ev.type === 'put') ms.add(machine as string);
+          else ms.delete(machine as string);
+          where.set(unit as string, ms);
+        }
+        check();
+      },
+      onReset: (why) => doubled.push(`watch reset: ${why}`),
+    });
+    try {
+      await h.registry.patchMachineMetadata([
+        { op: 'replace', path: '/m1/metadata/role', value: { value: 'b' } },
+        { op: 'replace', path: '/m2/metadata/role', value: { value: 'a' } },
+      ]);
+      await eventually(async () => {
+        const p = await h.placements();
+        return p.size === n && [...p.values()].every((ms) => ms.join() === 'm2');
+      });
+      await eventually(() => [...where.values()].every((ms) => ms.size === 1 && ms.has('m2')));
+      assert.deepEqual(doubled.slice(0, 5), []);
+    } finally {
+      await watch.close();
+    }
+  });
+
   it('keeps an invalid unit unplaced with the validation error as reason', async () => {
     h.startEngine('m1');
     await h.machine('m1');
@@ -148,6 +203,28 @@ describe('engine over the in-memory registry', () => {
     assert.match(String(reason), /MachineID cannot be used with Global/);
   });
 });
+
+/** Commits transactions that arrive within the same few milliseconds in reverse order. */
+class ReorderingKv implements Kv {
+  private pending: Array<() => void> = [];
+  constructor(private readonly inner: Kv) {}
+  get: Kv['get'] = (key) => this.inner.get(key);
+  range: Kv['range'] = (prefix) => this.inner.range(prefix);
+  grantLease: Kv['grantLease'] = (ttl) => this.inner.grantLease(ttl);
+  currentRevision: Kv['currentRevision'] = () => this.inner.currentRevision();
+  close: Kv['close'] = () => this.inner.close();
+  watchPrefix: Kv['watchPrefix'] = (prefix, start, handlers) =>
+    this.inner.watchPrefix(prefix, start, handlers);
+  txn: Kv['txn'] = (compares, success, failure) =>
+    new Promise((resolve, reject) => {
+      if (this.pending.length === 0) {
+        setTimeout(() => {
+          for (const run of this.pending.splice(0).reverse()) run();
+        }, 5);
+      }
+      this.pending.push(() => void this.inner.txn(compares, success, failure).then(resolve, reject));
+    });
+}
 
 /** Holds back watch events on `unit/` while `lag` is set: a unit watch behind the others. */
 class LaggingUnitsKv implements Kv {
