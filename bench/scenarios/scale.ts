@@ -168,7 +168,10 @@ async function unplaceAll(registry: Registry, kv: EtcdKv, sims: SimMachines): Pr
     );
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
-    throw new Error(`${why} (${left.units} units still loaded, ${left.states} states still reported)`);
+    const diagnosis = await sims.diagnose().catch(() => undefined);
+    throw new Error(
+      `${why} (${left.units} units still loaded, ${left.states} states still reported; ${JSON.stringify(diagnosis)})`,
+    );
   }
 }
 
@@ -242,7 +245,9 @@ async function apiReads(
     },
     journal: () => Promise.resolve({ exitCode: 0, output: '' }),
   };
-  const server = new ApiServer(createApiHandler({ registry, version: VERSION, unitCommands }), {
+  const handler = createApiHandler({ registry, version: VERSION, unitCommands });
+  ctx.defer(() => handler.close());
+  const server = new ApiServer(handler, {
     unix: { path: socket },
     version: VERSION,
   });

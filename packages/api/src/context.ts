@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from '@fleet/registry';
+import type { ClusterMirror } from './mirror.js';
 import type { PageSnapshots } from './paging.js';
 import type { UnitCommands } from './unit-commands.js';
 
@@ -9,6 +10,8 @@ export interface ApiContext {
   readonly tokenLimit: number;
   readonly maxBodyBytes: number;
   readonly snapshots: PageSnapshots;
+  /** Listings come from this watch-backed copy of the keyspace (started on the first one). */
+  readonly mirror: ClusterMirror;
   readonly unitCommands: UnitCommands | undefined;
   readonly log: (message: string) => void;
 }

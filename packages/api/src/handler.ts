@@ -13,6 +13,7 @@ import {
   sendJson,
 } from './http.js';
 import { listMachines, patchMachines } from './machines.js';
+import { ClusterMirror } from './mirror.js';
 import { PageSnapshots } from './paging.js';
 import { getState, listStates } from './states.js';
 import { unitJournal, unitStatus } from './unit-commands-route.js';
@@ -174,7 +175,13 @@ function instruments(metrics: Metrics) {
  * request can make it throw: every failure becomes a JSON error answer, and
  * an unexpected one is logged and answered `500 internal error`.
  */
-export function createApiHandler(deps: ApiDeps): (req: IncomingMessage, res: ServerResponse) => void {
+/** The request handler, with `close()` to stop its background work (the listing mirror's watch). */
+export interface ApiHandler {
+  (req: IncomingMessage, res: ServerResponse): void;
+  close(): Promise<void>;
+}
+
+export function createApiHandler(deps: ApiDeps): ApiHandler {
   const serverHeader = `fleetd/${deps.version}`;
   if (!/^[\x20-\x7e]*$/.test(serverHeader)) {
     throw new Error(`version ${JSON.stringify(deps.version)} cannot be sent in a Server header`);
@@ -193,6 +200,7 @@ export function createApiHandler(deps: ApiDeps): (req: IncomingMessage, res: Ser
     tokenLimit,
     maxBodyBytes: deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
     snapshots: new PageSnapshots(deps.pageSnapshotTtlMs ?? 5000),
+    mirror: new ClusterMirror(deps.registry, { log }),
     unitCommands: deps.unitCommands,
     log,
   };
@@ -282,7 +290,7 @@ export function createApiHandler(deps: ApiDeps): (req: IncomingMessage, res: Ser
     sendError(res, 500, 'internal error');
   };
 
-  return (req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const started = process.hrtime.bigint();
     let routeId = 'unknown';
     const methodLabel = KNOWN_METHODS.has(req.method ?? '') ? (req.method as string) : 'other';
@@ -313,6 +321,7 @@ export function createApiHandler(deps: ApiDeps): (req: IncomingMessage, res: Ser
         }
       });
   };
+  return Object.assign(handler, { close: () => api.mirror.close() });
 }
 
 function describe(err: unknown): string {

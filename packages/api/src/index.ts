@@ -3,7 +3,8 @@
  * Registry, the listeners for it, and the unit-command hook behind ours
  * `x-unit-commands` routes. See docs/api.md.
  */
-export { createApiHandler, type ApiDeps } from './handler.js';
+export { createApiHandler, type ApiDeps, type ApiHandler } from './handler.js';
+export { ClusterMirror, type ClusterMirrorOptions, type ClusterView } from './mirror.js';
 export {
   ApiServer,
   isLoopbackHost,

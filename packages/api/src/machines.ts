@@ -8,7 +8,7 @@ import { machineJson } from './views.js';
 export async function listMachines(api: ApiContext, rc: RequestContext): Promise<void> {
   const token = requestedPage(rc.query.get('nextPageToken'), api.tokenLimit);
   const all = await api.snapshots.items('machines', token, async () =>
-    (await api.registry.listMachines()).map(machineJson),
+    (await api.mirror.read()).machines().map(machineJson),
   );
   const page = pageOf(all, token);
   sendJson(rc.res, 200, {

@@ -1,44 +1,34 @@
-import type { PlacementRecord, Registry, StateRecord, UnitStateInfo } from '@fleet/registry';
+import type { PlacementRecord, Registry, StateRecord, UnitRecord, UnitStateInfo } from '@fleet/registry';
+import type { ClusterMirror } from './mirror.js';
 import { isGlobalUnit, unitJson, type UnitJson } from './views.js';
 
 /**
- * How the API reads the cluster. Every read goes to etcd through the
- * Registry (no per-fleetd watch caches, so an idle fleetd costs etcd
- * nothing), and never per unit in a loop: a listing reads each prefix once.
+ * How the API reads the cluster. Listings come from the keyspace mirror
+ * (see mirror.ts); single units are read from etcd through the Registry with
+ * a handful of key reads, never per unit in a loop.
  */
 
 /** Above this many live machines, finding one unit's placement reads the schedule prefix instead of one key per machine. */
 const PER_MACHINE_LOOKUP_LIMIT = 64;
 
-/** Every unit as fleet's JSON, sorted by name: five range reads in parallel, whatever the unit count. */
-export async function readAllUnits(registry: Registry): Promise<UnitJson[]> {
-  const [{ units }, placements, states, unplaced] = await Promise.all([
-    registry.listUnits(),
-    registry.listPlacements(),
-    registry.listStates(),
-    registry.listUnplaced(),
-  ]);
-  const placementsByUnit = new Map<string, Map<string, PlacementRecord>>();
-  for (const p of placements) {
-    let m = placementsByUnit.get(p.unit);
-    if (m === undefined) placementsByUnit.set(p.unit, (m = new Map()));
-    m.set(p.machineID, p);
-  }
-  const statesByUnit = groupStates(states);
+/** Every unit as fleet's JSON, sorted by name, from the keyspace mirror (no etcd reads per listing). */
+export async function readAllUnits(mirror: ClusterMirror): Promise<UnitJson[]> {
+  const view = await mirror.read();
   const none = new Map<string, never>();
-  return [...units]
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-    .map((u) =>
-      unitJson({
-        name: u.name,
+  return [...view.units.keys()]
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    .map((name) => {
+      const u = view.units.get(name) as UnitRecord;
+      return unitJson({
+        name,
         hash: u.hash,
         desiredState: u.desiredState,
-        options: u.options,
-        placements: placementsByUnit.get(u.name) ?? none,
-        states: statesByUnit.get(u.name) ?? none,
-        unplacedReason: unplaced.get(u.name),
-      }),
-    );
+        options: view.bodies.get(u.hash) ?? [],
+        placements: view.placements.get(name) ?? none,
+        states: view.states.get(name) ?? none,
+        unplacedReason: view.unplaced.get(name),
+      });
+    });
 }
 
 function groupStates(states: readonly UnitStateInfo[]): Map<string, Map<string, StateRecord>> {

@@ -1,4 +1,5 @@
 import { isValidUnitName } from '@fleet/core';
+import type { UnitStateInfo } from '@fleet/registry';
 import type { ApiContext, RequestContext } from './context.js';
 import { HttpError, sendJson } from './http.js';
 import { pageOf, requestedPage } from './paging.js';
@@ -19,11 +20,16 @@ export async function listStates(api: ApiContext, rc: RequestContext): Promise<v
   const all = await api.snapshots.items(key, token, async () => {
     // No valid unit has an invalid name: nothing to read for one.
     if (unitName !== undefined && !isValidUnitName(unitName)) return [];
-    const states = await api.registry.listStates({
-      ...(machineID !== undefined ? { machineID } : {}),
-      ...(unitName !== undefined ? { unitName } : {}),
-    });
-    return [...states].sort(compareStates).map(unitStateJson);
+    const view = await api.mirror.read();
+    const states: UnitStateInfo[] = [];
+    const units = unitName !== undefined ? [unitName] : view.states.keys();
+    for (const unit of units) {
+      for (const [machine, rec] of view.states.get(unit) ?? []) {
+        if (machineID === undefined || machine === machineID)
+          states.push({ ...rec, unit, machineID: machine });
+      }
+    }
+    return states.sort(compareStates).map(unitStateJson);
   });
   const page = pageOf(all, token);
   sendJson(rc.res, 200, {

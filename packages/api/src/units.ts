@@ -19,7 +19,7 @@ import { parsePutRequest, type PutUnitRequest } from './unit-body.js';
 /** `GET units`: every unit, paged, sorted by name. */
 export async function listUnits(api: ApiContext, rc: RequestContext): Promise<void> {
   const token = requestedPage(rc.query.get('nextPageToken'), api.tokenLimit);
-  const all = await api.snapshots.items('units', token, () => readAllUnits(api.registry));
+  const all = await api.snapshots.items('units', token, () => readAllUnits(api.mirror));
   const page = pageOf(all, token);
   // Go's generated schema orders fields alphabetically: nextPageToken, units.
   sendJson(rc.res, 200, {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Metrics } from '@fleet/core';
-import { ApiServer, createApiHandler } from '@fleet/api';
+import { ApiServer, createApiHandler, type ApiHandler } from '@fleet/api';
 import { EtcdKv, Registry } from '@fleet/registry';
 import { startEtcd, type TestEtcd } from '../../../test/support/etcd.js';
 import { eventually, uniqueId } from '../../../test/support/eventually.js';
@@ -19,6 +19,7 @@ describe('API over etcd, unix socket and TCP', () => {
   let kv: EtcdKv;
   let registry: Registry;
   let server: ApiServer;
+  let handler: ApiHandler;
   let dir: string;
   let unix: Target;
   let tcp: Target;
@@ -30,10 +31,17 @@ describe('API over etcd, unix socket and TCP', () => {
     registry = new Registry(kv, { prefix: `/${uniqueId('api')}/` });
     dir = mkdtempSync(join(tmpdir(), 'fleet-api-int-'));
     const socketPath = join(dir, 'fleet.sock');
-    server = new ApiServer(
-      createApiHandler({ registry, version: '0.0.1-int', metrics, tokenLimit: 100, log: () => undefined }),
-      { unix: { path: socketPath }, tcp: { host: '127.0.0.1', port: 0, allowPlaintextLoopback: true } },
-    );
+    handler = createApiHandler({
+      registry,
+      version: '0.0.1-int',
+      metrics,
+      tokenLimit: 100,
+      log: () => undefined,
+    });
+    server = new ApiServer(handler, {
+      unix: { path: socketPath },
+      tcp: { host: '127.0.0.1', port: 0, allowPlaintextLoopback: true },
+    });
     await server.start();
     unix = { socketPath };
     tcp = { port: server.tcpPort as number };
@@ -41,6 +49,7 @@ describe('API over etcd, unix socket and TCP', () => {
 
   after(async () => {
     await server.close();
+    await handler.close();
     await kv.close();
     await etcd.close();
     rmSync(dir, { recursive: true, force: true });

@@ -589,7 +589,7 @@ describe('API: paging', () => {
     await h.close();
   });
 
-  type UnitPage = { units?: Array<{ name: string }>; nextPageToken?: string };
+  type UnitPage = { units?: Array<{ name: string; desiredState?: string }>; nextPageToken?: string };
   const page = async (token?: string): Promise<UnitPage> => {
     const a = await h.req('GET', `${V1}/units?alt=json${token ? `&nextPageToken=${token}` : ''}`);
     assert.equal(a.status, 200, a.text);
@@ -647,25 +647,44 @@ describe('API: paging', () => {
     assert.equal(fresh.units?.at(-1)?.name, 'u247.service');
   });
 
-  it('lets concurrent first pages share one read of etcd', async () => {
-    const original = h.registry.listUnits.bind(h.registry);
-    let reads = 0;
-    h.registry.listUnits = async () => {
-      reads++;
+  it('serves listings from one read of etcd plus its watch; later writes show in the next listing', async () => {
+    const h2 = await startHarness();
+    const original = h2.kv.range.bind(h2.kv);
+    let ranges = 0;
+    h2.kv.range = async (prefix: string) => {
+      ranges++;
       await new Promise((r) => setTimeout(r, 50));
-      return original();
+      return original(prefix);
+    };
+    const list = async (): Promise<UnitPage> => {
+      const a = await h2.req('GET', `${V1}/units`);
+      assert.equal(a.status, 200, a.text);
+      return JSON.parse(a.text) as UnitPage;
     };
     try {
-      const answers = await Promise.all([page(), page(), page(), page()]);
-      assert.equal(reads, 1);
+      for (const n of ['a', 'b', 'c']) await h2.registry.createUnit(`${n}.service`, simpleUnit(), 'inactive');
+      const answers = await Promise.all([list(), list(), list(), list()]);
+      assert.equal(ranges, 1);
       for (const a of answers) assert.deepEqual(a, answers[0]);
-      // A write through this fleetd in between: the next first page reads again.
-      assert.equal((await h.req('DELETE', `${V1}/units/u000.service`)).status, 204);
-      const after = await page();
-      assert.equal(reads, 2);
-      assert.equal(after.units?.[0]?.name, 'u001.service');
+      assert.deepEqual(
+        answers[0]?.units?.map((u) => u.name),
+        ['a.service', 'b.service', 'c.service'],
+      );
+      // Written behind the API's back (another fleetd): the watch brings it in, no re-read.
+      await h2.registry.destroyUnit('a.service');
+      await h2.registry.createUnit('z.service', simpleUnit(), 'launched');
+      const after = await list();
+      assert.equal(ranges, 1);
+      assert.deepEqual(
+        after.units?.map((u) => [u.name, u.desiredState]),
+        [
+          ['b.service', 'inactive'],
+          ['c.service', 'inactive'],
+          ['z.service', 'launched'],
+        ],
+      );
     } finally {
-      h.registry.listUnits = original;
+      await h2.close();
     }
   });
 
@@ -984,19 +1003,20 @@ describe('API: routing, methods, discovery, errors', () => {
   });
 
   it('answers an unexpected failure with 500 "internal error", logs it, leaks no stack', async () => {
-    const original = h.registry.listMachines.bind(h.registry);
-    h.registry.listMachines = async () => {
+    await h.registry.createUnit('boom.service', simpleUnit(), 'inactive');
+    const original = h.registry.getUnit.bind(h.registry);
+    h.registry.getUnit = async () => {
       throw new TypeError('secret detail');
     };
     try {
-      const a = await h.req('GET', `${V1}/machines`);
+      const a = await h.req('GET', `${V1}/units/boom.service`);
       assertError(a, 500, 'internal error');
       assert.doesNotMatch(a.text, /secret|TypeError|at /);
       assert.ok(h.logs.some((l) => l.includes('secret detail')));
     } finally {
-      h.registry.listMachines = original;
+      h.registry.getUnit = original;
     }
-    assert.equal((await h.req('GET', `${V1}/machines`)).status, 200);
+    assert.equal((await h.req('GET', `${V1}/units/boom.service`)).status, 200);
   });
 
   it('survives a client that goes away in the middle of a PUT body', async () => {

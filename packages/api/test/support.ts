@@ -122,6 +122,7 @@ export async function startHarness(
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await handler.close();
       await kv.close();
     },
   };

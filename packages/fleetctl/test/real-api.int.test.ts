@@ -34,7 +34,8 @@ async function startRealCluster(kv: Kv): Promise<RealCluster> {
   ] as const) {
     sessions.push(await registry.registerMachine({ id, primaryIP: ip }, 60, `owner-${id}`));
   }
-  const server: Server = createServer(createApiHandler({ registry, version: '9.9.9', log: () => undefined }));
+  const handler = createApiHandler({ registry, version: '9.9.9', log: () => undefined });
+  const server: Server = createServer(handler);
   const socketPath = join(dir, 'fleet.sock');
   await new Promise<void>((resolve) => server.listen(socketPath, resolve));
   const unplaceable = new Map<string, string>();
@@ -91,6 +92,7 @@ async function startRealCluster(kv: Kv): Promise<RealCluster> {
       for (const s of sessions) s.lease.release();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await handler.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Metrics, VERSION, errorMessage } from '@fleet/core';
 import { Agent, SystemdManager, type UnitManager } from '@fleet/agent';
-import { createApiHandler, localUnitCommands, type UnitCommands } from '@fleet/api';
+import { createApiHandler, localUnitCommands, type ApiHandler, type UnitCommands } from '@fleet/api';
 import { Engine } from '@fleet/engine';
 import { CommandMailbox, EtcdKv, Registry, type Kv, type Watch } from '@fleet/registry';
 import type { Config } from './config.js';
@@ -27,6 +27,12 @@ export interface FleetdOptions {
   /** Machine ID override (tests); otherwise read from config.machine_id_file. */
   readonly machineID?: string;
   readonly log?: (message: string) => void;
+  /**
+   * Run the idle collector (a full GC after a burst, see idle-gc.ts). Off
+   * where many Fleetd instances share one process and one heap, which
+   * should have one collector, not one each. @default true
+   */
+  readonly idleGc?: boolean;
 }
 
 /**
@@ -47,6 +53,7 @@ export class Fleetd {
   private agent: Agent | undefined;
   private engine: Engine | undefined;
   private listeners: Listeners | undefined;
+  private apiHandler: ApiHandler | undefined;
   private readonly idleGc = new IdleCollector();
   private mailboxServer: Watch | undefined;
 
@@ -135,14 +142,14 @@ export class Fleetd {
 
     // The API first: fleetctl gets answers (or clear errors) even while etcd is away.
     const commands = this.unitCommands(registry);
-    const handler = createApiHandler({
+    const handler = (this.apiHandler = createApiHandler({
       registry,
       version: VERSION,
       tokenLimit: c.token_limit,
       metrics: this.metrics,
       unitCommands: commands,
       log: (m: string) => this.debug(m),
-    });
+    }));
     const tls =
       c.api_certfile && c.api_keyfile && c.api_cafile
         ? { cert: c.api_certfile, key: c.api_keyfile, ca: c.api_cafile }
@@ -181,7 +188,7 @@ export class Fleetd {
       this.engine = engine;
       engine.start();
     }
-    this.idleGc.start();
+    if (this.options.idleGc !== false) this.idleGc.start();
     this.stateNow = 'running';
     this.log(
       `fleetd ${VERSION} running: machine ${this.machineID}${this.identity().primaryIP ? ` (${this.identity().primaryIP})` : ''}, etcd ${c.etcd_servers.join(',')}, engine ${c.disable_engine ? 'disabled' : 'candidate'}`,
@@ -266,6 +273,7 @@ export class Fleetd {
       }
       await this.agent?.stop();
       await this.listeners?.close();
+      await this.apiHandler?.close();
       await this.kv?.close();
     } finally {
       this.stateNow = 'stopped';

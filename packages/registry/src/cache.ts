@@ -128,9 +128,11 @@ export class PrefixCache<T> {
         if (this.stateNow === 'closed') return;
         this.options.onWarning?.(`re-reading ${this.prefix} failed: ${errorMessage(err)}`);
         this.resetTimer = setTimeout(retry, this.options.resetDelayMs ?? 200);
+        this.resetTimer.unref(); // re-reading must not keep a process alive on its own
       });
     };
     this.resetTimer = setTimeout(retry, this.options.resetDelayMs ?? 200);
+    this.resetTimer.unref();
   }
 
   private emit(changed: ReadonlySet<string>): void {
