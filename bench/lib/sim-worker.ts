@@ -5,11 +5,19 @@
  * `agents: false`, only a presence (`PresenceKeeper`) per machine.
  */
 import { FakeUnitManager } from '@fleet/agent';
-import { ConfigSchema, Fleetd, PresenceKeeper } from '@fleet/fleetd';
+import { ConfigSchema, Fleetd, IdleCollector, PresenceKeeper } from '@fleet/fleetd';
 import { EtcdKv, Registry } from '@fleet/registry';
 import type { SimConfig, SimReport } from './sim.js';
 
 const config = JSON.parse(process.env['BENCH_SIM'] ?? '{}') as SimConfig;
+
+// fleetd gives memory back after bursts with an idle collector (a full GC when
+// the heap grew well past its live size). Each Fleetd has one, but here 1,000
+// share one heap: each would collect it on its own, and the full GCs of a
+// large heap saturated the CPU (keepalives went unanswered, leases were
+// reported lost). One collector for the process, as in a real fleetd;
+// the daemons are created with `idleGc: false`.
+new IdleCollector().start();
 const send = (m: SimReport): void => {
   process.send?.(m);
 };
@@ -30,6 +38,28 @@ process.on('message', (m: { type: string }) => {
       reconcileErrors += series ? Number(series[1]) : 0;
     }
     send({ type: 'counts', units, active, reconcileErrors });
+  } else if (m.type === 'diagnose') {
+    // Machines whose fake systemd still holds unit files, with what their agent believes.
+    const machines: Array<Record<string, unknown>> = [];
+    managers.forEach((mgr, i) => {
+      const files = [...mgr.unitFiles().keys()];
+      if (files.length === 0 || machines.length >= 5) return;
+      const dump = daemons[i]?.dump() as
+        { registered?: boolean; units?: Record<string, unknown> } | undefined;
+      const sample = files[0] as string;
+      machines.push({
+        machine: config.machines[i]?.id,
+        files: files.length,
+        registered: dump?.registered,
+        agentUnits: Object.keys(dump?.units ?? {}).length,
+        sample,
+        sampleStatus: mgr.status(sample),
+        sampleAgent: dump?.units?.[sample],
+      });
+    });
+    let withFiles = 0;
+    for (const mgr of managers) if (mgr.unitFiles().size > 0) withFiles++;
+    send({ type: 'diagnosis', machinesWithFiles: withFiles, machines });
   }
 });
 
@@ -81,6 +111,7 @@ async function main(): Promise<void> {
       kv,
       unitManager: manager,
       machineID: m.id,
+      idleGc: false,
       log: quiet,
     });
     daemons.push(fleetd);

@@ -49,6 +49,7 @@ export type SimReport =
       readonly active: number;
       readonly reconcileErrors: number;
     }
+  | { readonly type: 'diagnosis'; readonly machinesWithFiles: number; readonly machines: unknown[] }
   | { readonly type: 'error'; readonly message: string };
 
 /** Deterministic PRNG (mulberry32) so every run simulates the same cluster. */
@@ -124,6 +125,19 @@ export class SimMachines {
       };
       this.child.on('message', onMessage);
       if (!this.child.send({ type: 'counts' })) reject(new Error('simulated machines are gone'));
+    });
+  }
+
+  /** Machines whose fake systemd still holds units, and what their agents believe (for error messages). */
+  diagnose(): Promise<{ machinesWithFiles: number; machines: unknown[] }> {
+    return new Promise((resolve, reject) => {
+      const onMessage = (m: SimReport): void => {
+        if (m.type !== 'diagnosis') return;
+        this.child.off('message', onMessage);
+        resolve(m);
+      };
+      this.child.on('message', onMessage);
+      if (!this.child.send({ type: 'diagnose' })) reject(new Error('simulated machines are gone'));
     });
   }
 
