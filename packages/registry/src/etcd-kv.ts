@@ -258,61 +258,49 @@ export class EtcdKv implements Kv {
 
   watchPrefix(prefix: string, startRevision: number, handlers: WatchHandlers): Watch {
     let closed = false;
-    let watcherPromise = this.client
-      .watch()
-      .prefix(prefix)
-      .startRevision(String(startRevision))
-      .create()
-      .then((watcher) => {
-        watcher.on('data', (res) => {
-          if (closed || res.events.length === 0) return;
-          const events: WatchEvent[] = res.events.map((ev) =>
-            ev.type === 'Put'
-              ? { type: 'put' as const, kv: fromRaw(ev.kv as RawKv) }
-              : {
-                  type: 'delete' as const,
-                  key: ev.kv.key.toString('utf8'),
-                  modRevision: Number(ev.kv.mod_revision),
-                },
-          );
-          handlers.onEvents(events, Number(res.header.revision));
-        });
-        watcher.on('disconnected', () => {
-          if (!closed) handlers.onConnectionChange?.(false);
-        });
-        watcher.on('connected', () => {
-          if (!closed) handlers.onConnectionChange?.(true);
-        });
-        watcher.on('error', (err) => {
-          if (closed) return;
-          closed = true;
-          // etcd cancels a watch whose start revision was compacted with an empty
-          // reason (the compact revision is only in the raw response).
-          const msg = errorMessage(err).replace(/^Watcher canceled:\s*$/, '');
-          handlers.onReset(msg === '' ? 'start revision has been compacted' : msg);
-          watcher.cancel().catch(() => undefined);
-        });
-        return watcher;
-      })
-      .catch((err: unknown) => {
-        if (!closed) {
-          closed = true;
-          handlers.onReset(`watch could not be created: ${errorMessage(err)}`);
-        }
-        return undefined;
-      });
+    // The Watcher exists from here on (etcd3's create() would hand it over only
+    // once etcd confirmed it), so a close can always detach it: a watcher left
+    // attached keeps etcd3 reconnecting forever, even after the client closed.
+    const watcher = this.client.watch().prefix(prefix).startRevision(String(startRevision)).watcher();
+    watcher.on('data', (res) => {
+      if (closed || res.events.length === 0) return;
+      const events: WatchEvent[] = res.events.map((ev) =>
+        ev.type === 'Put'
+          ? { type: 'put' as const, kv: fromRaw(ev.kv as RawKv) }
+          : {
+              type: 'delete' as const,
+              key: ev.kv.key.toString('utf8'),
+              modRevision: Number(ev.kv.mod_revision),
+            },
+      );
+      handlers.onEvents(events, Number(res.header.revision));
+    });
+    watcher.on('disconnected', () => {
+      if (!closed) handlers.onConnectionChange?.(false);
+    });
+    watcher.on('connected', () => {
+      if (!closed) handlers.onConnectionChange?.(true);
+    });
+    watcher.on('error', (err) => {
+      if (closed) return;
+      closed = true;
+      // etcd cancels a watch whose start revision was compacted with an empty
+      // reason (the compact revision is only in the raw response).
+      const msg = errorMessage(err).replace(/^Watcher canceled:\s*$/, '');
+      handlers.onReset(msg === '' ? 'start revision has been compacted' : msg);
+      watcher.cancel().catch(() => undefined);
+    });
+    let cancelled: Promise<void> | undefined;
     return {
       close: async () => {
         closed = true;
-        const watcher = await watcherPromise;
-        watcherPromise = Promise.resolve(undefined);
-        if (watcher === undefined) return;
-        // etcd3 waits for etcd to confirm a cancel: with etcd gone and the
-        // stream not yet known broken that never comes. Closing the client
+        cancelled ??= watcher.cancel().catch(() => undefined);
+        // etcd3 resolves a cancel once etcd confirms it; with etcd gone and the
+        // stream not yet known broken, that never comes. Closing the client
         // ends the stream anyway; a close must not hang on it.
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([
-          watcher.cancel().catch(() => undefined),
+          cancelled,
           new Promise<void>((resolve) => {
             timer = setTimeout(resolve, WATCH_CANCEL_WAIT_MS);
             timer.unref();
