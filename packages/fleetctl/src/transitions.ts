@@ -39,6 +39,8 @@ export async function transition(
   units: readonly Unit[],
   verb: Verb,
   attempts: number,
+  /** Units created in the target state just now: triggered, but nothing left to set. */
+  createdInTarget: ReadonlySet<string> = new Set(),
 ): Promise<number> {
   const target = TARGET_OF[verb];
   const triggered: string[] = [];
@@ -59,7 +61,7 @@ export async function transition(
   }
   for (const u of units) {
     const global = isGlobalUnit(u.name, u.options);
-    if (u.desiredState !== target) {
+    if (u.desiredState !== target || createdInTarget.has(u.name)) {
       if (global) session.out(`Triggered global unit ${u.name} ${verb}`);
       else triggered.push(u.name);
     }
@@ -127,14 +129,15 @@ export async function createAndTransition(
     }
   }
   const client = await session.client();
+  let created: Map<string, Unit>;
   try {
-    await ensureUnits(session, client, units, verb, flags.replace === true);
+    created = await ensureUnits(session, client, units, verb, flags.replace === true, TARGET_OF[verb]);
   } catch (err) {
     throw failure('Error creating units', err);
   }
   let fetched: Array<Unit | undefined>;
   try {
-    fetched = await mapInOrder(units, (u) => client.getUnit(u.name));
+    fetched = await mapInOrder(units, async (u) => created.get(u.name) ?? (await client.getUnit(u.name)));
   } catch (err) {
     throw failure(errorPrefix(verb), err);
   }
@@ -144,7 +147,7 @@ export async function createAndTransition(
     if (unit === undefined) throw new CommandError(`${errorPrefix(verb)}: unable to find unit ${u.name}`);
     found.push(unit);
   }
-  return transition(session, client, found, verb, blockAttempts(flags));
+  return transition(session, client, found, verb, blockAttempts(flags), new Set(created.keys()));
 }
 
 /**

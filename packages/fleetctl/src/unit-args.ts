@@ -15,6 +15,7 @@ import {
   validateUnitOptions,
   type JobState,
   type Requirements,
+  type Unit,
   type UnitOption,
 } from '@fleet/core';
 import { UsageError } from './errors.js';
@@ -140,6 +141,7 @@ const replaceableFrom: Readonly<Record<CreateMode, readonly JobState[]>> = {
  * including Replaces cycles among the units of the batch, which the cluster
  * can only see one write at a time.
  *
+ * @returns the units it created with `createAs` as their desired state.
  * @throws Error with a message for `Error creating units: …`; UsageError for bad names.
  */
 export async function ensureUnits(
@@ -148,7 +150,8 @@ export async function ensureUnits(
   units: readonly UnitArg[],
   mode: CreateMode,
   replace: boolean,
-): Promise<void> {
+  createAs?: JobState,
+): Promise<Map<string, Unit>> {
   const writes: Array<{ readonly name: string; readonly source: UnitSource; readonly what: string }> = [];
   const existingUnits = await mapInOrder(units, (u) => client.getUnit(u.name));
   for (const [i, u] of units.entries()) {
@@ -179,10 +182,18 @@ export async function ensureUnits(
     writes.push({ name: u.name, source, what: 'created' });
   }
   await refuseReplacesCycle(client, writes);
+  const created = new Map<string, Unit>();
   await mapInOrder(writes, async (w) => {
-    await create(client, w.name, w.source.options);
+    // A new unit is created at once in the state `load`/`start` wants (one
+    // request instead of create, read back, set state); a replaced one keeps its state.
+    const desiredState = w.what === 'created' ? createAs : undefined;
+    await create(client, w.name, w.source.options, desiredState);
+    if (desiredState !== undefined) {
+      created.set(w.name, { name: w.name, options: [...w.source.options], desiredState });
+    }
     session.debug(`${w.what} unit ${w.name} from ${w.source.origin}`);
   });
+  return created;
 }
 
 /**
@@ -210,9 +221,14 @@ async function refuseReplacesCycle(
   if (cycle !== undefined && cycle.some((n) => batch.has(n))) throw new Error(replacesCycleMessage(cycle));
 }
 
-async function create(client: FleetClient, name: string, options: readonly UnitOption[]): Promise<void> {
+async function create(
+  client: FleetClient,
+  name: string,
+  options: readonly UnitOption[],
+  desiredState: JobState | undefined,
+): Promise<void> {
   try {
-    await client.createUnit(name, options);
+    await client.createUnit(name, options, desiredState);
   } catch (err) {
     throw new Error(`failed creating unit ${name}: ${errorMessage(err)}`, { cause: err });
   }

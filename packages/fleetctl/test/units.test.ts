@@ -168,9 +168,20 @@ describe('start, load, stop, unload, destroy, restart', () => {
     });
     // The systemd check read the unit's state once it was launched.
     assert.equal(c.fake.requestsTo('GET', '/fleet/v1/state/hello.service').length, 1);
-    // create, then state change — as fleet's fleetctl did.
+    // One request creates it launched (fleet's fleetctl created it, read it back, then set the state).
+    const puts = c.fake.requestsTo('PUT', '/fleet/v1/units/').map((p) => JSON.parse(p.body ?? '') as unknown);
+    assert.equal(puts.length, 1);
+    assert.deepEqual(Object.keys(puts[0] as object), ['desiredState', 'name', 'options']);
+    assert.equal((puts[0] as { desiredState?: string }).desiredState, 'launched');
+  });
+
+  it('start of a unit that exists sets its state in one request, as fleet did', async () => {
+    c.write('hello.service', HELLO);
+    assert.equal((await c.run(['submit', 'hello.service'])).code, 0);
+    const before = c.fake.requestsTo('PUT', '/fleet/v1/units/').length;
+    assert.equal((await c.run(['start', 'hello.service'])).code, 0);
     const puts = c.fake.requestsTo('PUT', '/fleet/v1/units/').map((p) => p.body);
-    assert.equal(puts[1], '{"desiredState":"launched","name":"hello.service"}');
+    assert.deepEqual(puts.slice(before), ['{"desiredState":"launched","name":"hello.service"}']);
   });
 
   it('names one unit once, however it is spelled', async () => {
@@ -181,7 +192,7 @@ describe('start, load, stop, unload, destroy, restart', () => {
       stdout: 'Unit hello.service launched on 960a9f62.../192.168.2.52\n',
       stderr: '',
     });
-    assert.equal(c.fake.requestsTo('PUT', '/fleet/v1/units/').length, 2);
+    assert.equal(c.fake.requestsTo('PUT', '/fleet/v1/units/').length, 1);
   });
 
   it('start --no-block only triggers', async () => {
