@@ -25,6 +25,8 @@ const KEPT_REASON =
 
 /** Longest wait between attempts to reconnect to systemd. */
 const MAX_RECONNECT_DELAY_MS = 5000;
+/** Unit bodies read from etcd at once when a pass loads several new units. */
+const BODY_READS_IN_FLIGHT = 16;
 
 export interface AgentOptions {
   readonly registry: Registry;
@@ -327,6 +329,22 @@ export class Agent {
     }
   }
 
+  /**
+   * Reads the bodies not yet known, BODY_READS_IN_FLIGHT at a time instead of
+   * one round trip after another (a burst of 33 new units per machine, P2).
+   * Failures are left for bodyOf to report.
+   */
+  private async prefetchBodies(hashes: readonly string[]): Promise<void> {
+    const missing = [...new Set(hashes)].filter((h) => !this.bodies.has(h));
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < missing.length) {
+        await this.bodyOf(missing[next++] as string).catch(() => undefined);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(BODY_READS_IN_FLIGHT, missing.length) }, worker));
+  }
+
   private async bodyOf(hash: string): Promise<readonly UnitOption[] | undefined> {
     const cached = this.bodies.get(hash);
     if (cached) return cached;
@@ -352,6 +370,9 @@ export class Agent {
     // Bodies for units to (re)load; a unit whose body cannot be read now is left as it is.
     const files: UnitFile[] = [];
     const skipped = new Set<string>();
+    await this.prefetchBodies(
+      tasks.filter((t) => t.kind === 'load').map((t) => (desired.get(t.unit) as DesiredUnit).hash),
+    );
     for (const t of tasks) {
       if (t.kind !== 'load') continue;
       const want = desired.get(t.unit) as DesiredUnit;

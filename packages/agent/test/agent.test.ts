@@ -72,6 +72,21 @@ describe('agent reconcile loop (in-memory registry, fake systemd)', () => {
     const agent = await startAgent();
     await agent.nextReconcile().catch(() => undefined);
     manager.resetCounters();
+    // Bodies are read several at a time, not one round trip after another.
+    const getBody = registry.getBody.bind(registry);
+    let inFlight = 0;
+    let maxInFlight = 0;
+    let bodyReads = 0;
+    registry.getBody = async (hash) => {
+      bodyReads++;
+      maxInFlight = Math.max(maxInFlight, ++inFlight);
+      try {
+        await new Promise((r) => setTimeout(r, 2));
+        return await getBody(hash);
+      } finally {
+        inFlight--;
+      }
+    };
     const ops = [];
     for (let i = 0; i < 50; i++) {
       const options = body(`/bin/sleep ${1000 + i}`);
@@ -92,6 +107,8 @@ describe('agent reconcile loop (in-memory registry, fake systemd)', () => {
     assert.equal(manager.calls.reload, 0);
     assert.equal(manager.calls.startUnit, 50);
     assert.deepEqual(manager.staleStarts, []);
+    assert.equal(bodyReads, 50);
+    assert.equal(maxInFlight, 16);
   });
 
   it('reloads once when systemd already knows a unit (changed bodies, unloads)', async () => {
