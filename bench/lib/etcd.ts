@@ -3,112 +3,22 @@
  * counters: every "write" the benchmarks report comes from here, not from
  * estimates.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import type { EtcdKv, Kv } from '@fleet/registry';
 import { sleep } from './stats.js';
 
-const ETCD = '/usr/bin/etcd';
-
-/** A free TCP port on 127.0.0.1 (the OS picks it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
-export interface BenchEtcd {
-  readonly endpoint: string;
-  readonly metricsUrl: string;
-  readonly pid: number;
-  readonly dataDir: string;
-  /** Kills etcd (by its recorded PID) and removes its data directory. Idempotent. */
-  close(): Promise<void>;
-}
+/**
+ * The scale scenarios use the tests' etcd: a single member on free loopback
+ * ports, data in a temporary directory on the VM's disk (commits pay a real
+ * fsync), etcd's defaults otherwise (128 operations per transaction, 1.5 MiB
+ * requests, 2 GiB quota), so the numbers are what a default installation gives.
+ */
+export { startEtcd, type TestEtcd as BenchEtcd } from '../../test/support/etcd.js';
 
 /** `etcd --version`'s first line, e.g. "etcd Version: 3.4.23" → "3.4.23". */
 export function etcdVersion(): string {
-  const r = spawnSync(ETCD, ['--version'], { encoding: 'utf8' });
+  const r = spawnSync('/usr/bin/etcd', ['--version'], { encoding: 'utf8' });
   return /etcd Version:\s*(\S+)/.exec(r.stdout ?? '')?.[1] ?? 'unknown';
-}
-
-/**
- * Spawns a single-member etcd on free loopback ports with a temporary data
- * directory on the VM's disk (so commits pay a real fsync), with the fast
- * election flags the lab uses. etcd's other defaults are kept (128 ops per
- * transaction, 1.5 MiB requests, 2 GiB quota) so that the numbers are what a
- * default installation gives.
- */
-export async function startEtcd(): Promise<BenchEtcd> {
-  if (!existsSync(ETCD)) {
-    throw new Error(`${ETCD} is missing: run \`make setup\` (installs Debian's etcd-server)`);
-  }
-  const [clientPort, peerPort] = [await freePort(), await freePort()];
-  const dataDir = mkdtempSync(join(tmpdir(), 'fleet-bench-etcd-'));
-  const endpoint = `http://127.0.0.1:${clientPort}`;
-  let stderr = '';
-  const proc: ChildProcess = spawn(
-    ETCD,
-    [
-      '--name=bench',
-      `--data-dir=${dataDir}`,
-      `--listen-client-urls=${endpoint}`,
-      `--advertise-client-urls=${endpoint}`,
-      `--listen-peer-urls=http://127.0.0.1:${peerPort}`,
-      `--initial-advertise-peer-urls=http://127.0.0.1:${peerPort}`,
-      `--initial-cluster=bench=http://127.0.0.1:${peerPort}`,
-      '--heartbeat-interval=10',
-      '--election-timeout=100',
-      '--logger=zap',
-      '--log-outputs=stderr',
-      '--log-level=error',
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  proc.stderr?.on('data', (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4000);
-  });
-  let closed = false;
-  const close = async (): Promise<void> => {
-    if (closed) return;
-    closed = true;
-    if (proc.exitCode === null && proc.signalCode === null) {
-      await new Promise<void>((resolve) => {
-        proc.once('exit', () => resolve());
-        proc.kill('SIGKILL');
-      });
-    }
-    rmSync(dataDir, { recursive: true, force: true });
-  };
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    if (proc.exitCode !== null) {
-      await close();
-      throw new Error(`etcd exited (${proc.exitCode}): ${stderr}`);
-    }
-    try {
-      const res = await fetch(`${endpoint}/health`);
-      const body = (await res.json()) as { health?: string };
-      if (body.health === 'true') break;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) {
-      await close();
-      throw new Error(`etcd did not become healthy: ${stderr}`);
-    }
-    await sleep(25);
-  }
-  return { endpoint, metricsUrl: `${endpoint}/metrics`, pid: proc.pid ?? -1, dataDir, close };
 }
 
 /** Every sample of a Prometheus text exposition: `name{labels}` → value. */

@@ -8,6 +8,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { random } from '../../test/support/random.js';
 
 export const REGIONS = ['ap-south', 'eu-west', 'us-east', 'us-west'] as const;
 
@@ -51,17 +52,6 @@ export type SimReport =
     }
   | { readonly type: 'diagnosis'; readonly machinesWithFiles: number; readonly machines: unknown[] }
   | { readonly type: 'error'; readonly message: string };
-
-/** Deterministic PRNG (mulberry32) so every run simulates the same cluster. */
-export function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** `count` machines with random hex IDs (like /etc/machine-id) and region/disk metadata. */
 export function simMachines(count: number, seed = 7): SimMachineSpec[] {

@@ -7,7 +7,8 @@
  */
 import { MAX_TXN_OPS, type Kv, type Op, type Registry } from '@fleet/registry';
 import { unitHash, type JobState, type UnitOption } from '@fleet/core';
-import { REGIONS, random } from './sim.js';
+import { random } from '../../test/support/random.js';
+import { REGIONS } from './sim.js';
 
 export interface WorkloadUnit {
   readonly name: string;

@@ -27,7 +27,8 @@ import {
   type BenchEtcd,
 } from '../lib/etcd.js';
 import { metricResult, step, type BenchContext, type Suite } from '../lib/report.js';
-import { SIM_TTL_SECONDS, SimMachines, random, simMachines } from '../lib/sim.js';
+import { SIM_TTL_SECONDS, SimMachines, simMachines } from '../lib/sim.js';
+import { random } from '../../test/support/random.js';
 import { median, sleep, summarize, until } from '../lib/stats.js';
 import { workload, writeUnits, type WorkloadUnit } from '../lib/workload.js';
 import type { Engine } from '@fleet/engine';

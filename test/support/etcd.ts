@@ -96,7 +96,13 @@ export async function startEtcd(): Promise<TestEtcd> {
     });
   };
 
-  await launch();
+  try {
+    await launch();
+  } catch (err) {
+    await kill();
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
   return {
     endpoint,
     metricsUrl: `${endpoint}/metrics`,

@@ -14,6 +14,7 @@
 // measured next to the target and exits 0 either way.
 import type { Requirements } from '@fleet/core';
 import { decide, type Decision, type SchedulerSnapshot, type SchedulerUnit } from '@fleet/engine';
+import { random } from '../../../test/support/random.js';
 
 interface Size {
   readonly units: number;
@@ -30,17 +31,6 @@ const SIZES: readonly Size[] = [
 ];
 
 const REGIONS = ['ap-south', 'eu-west', 'us-east', 'us-west'];
-
-/** Deterministic PRNG (mulberry32) so every run measures the same workload. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function requirements(partial: Partial<Requirements>): Requirements {
   return {
