@@ -136,6 +136,12 @@ async function run(ctx: BenchContext): Promise<void> {
     });
 
     await step(ctx, ['P11', 'P12'], 'P11/P12 API listing and single-unit reads', async () => {
+      if (!engine) {
+        // Run alone (--only P11/P12): place and run the units first, as P6 and P9 leave them.
+        const r = await coldPlacement(registry, 'bench-engine-p11');
+        engine = r.engine;
+        await allReported(ctx, kv, registry, sims as SimMachines);
+      }
       await apiReads(ctx, registry, units);
     });
   } finally {
@@ -176,13 +182,13 @@ async function unplaceAll(registry: Registry, kv: EtcdKv, sims: SimMachines): Pr
   }
 }
 
-async function steadyWrites(
+/** Waits until every placed unit is active in its simulated systemd and reported; returns how many. */
+async function allReported(
   ctx: BenchContext,
-  etcd: BenchEtcd,
   kv: EtcdKv,
   registry: Registry,
   sims: SimMachines,
-): Promise<void> {
+): Promise<number> {
   const placed = await countKeys(kv, registry.keys.schedulePrefix);
   const t0 = performance.now();
   await until(
@@ -193,6 +199,17 @@ async function steadyWrites(
     { timeoutMs: 180_000, intervalMs: 500, what: `${placed} units active and reported` },
   );
   ctx.log(`  ${placed} units active and reported (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  return placed;
+}
+
+async function steadyWrites(
+  ctx: BenchContext,
+  etcd: BenchEtcd,
+  kv: EtcdKv,
+  registry: Registry,
+  sims: SimMachines,
+): Promise<void> {
+  const placed = await allReported(ctx, kv, registry, sims);
   const quiet = await settle(etcd.metricsUrl, { quietMs: 2000, timeoutMs: 60_000 });
   const windowS = ctx.quick ? 20 : 60;
   const before = await readCounters(etcd.metricsUrl);
