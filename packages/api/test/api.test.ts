@@ -612,6 +612,16 @@ describe('API: paging', () => {
     assert.equal(new Set(names).size, 250);
   });
 
+  it('honours the limit a first-page token carries (our fleetctl asks for pages of 1,000)', async () => {
+    const all = await page('6AMBAA==');
+    assert.equal(all.units?.length, 250);
+    assert.equal(all.nextPageToken, undefined);
+    const two = await page('yAABAA=='); // limit 200, page 1
+    assert.equal(two.units?.length, 200);
+    assert.equal(two.nextPageToken, 'yAACAA==');
+    assert.equal((await page(two.nextPageToken)).units?.length, 50);
+  });
+
   it('puts nextPageToken before units, as Go’s schema does', async () => {
     const a = await h.req('GET', `${V1}/units`);
     assert.deepEqual(Object.keys(JSON.parse(a.text) as object), ['nextPageToken', 'units']);
