@@ -186,22 +186,22 @@ export class ClusterMirror {
       if (!m) map.set(outer, (m = new Map()));
       m.set(inner, value);
     };
+    const flat = <V>(map: Map<string, V>, value: V | undefined): void => {
+      if (value === undefined) map.delete(rest);
+      else map.set(rest, value);
+    };
     switch (kind) {
       case 'unit':
-        if (entry?.kind === 'unit') this.units.set(rest, entry.value);
-        else this.units.delete(rest);
+        flat(this.units, entry?.kind === 'unit' ? entry.value : undefined);
         break;
       case 'body':
-        if (entry?.kind === 'body') this.bodies.set(rest, entry.value);
-        else this.bodies.delete(rest);
+        flat(this.bodies, entry?.kind === 'body' ? entry.value : undefined);
         break;
       case 'machine':
-        if (entry?.kind === 'machine') this.presences.set(rest, entry.value);
-        else this.presences.delete(rest);
+        flat(this.presences, entry?.kind === 'machine' ? entry.value : undefined);
         break;
       case 'machine-meta':
-        if (entry?.kind === 'meta') this.meta.set(rest, entry.value);
-        else this.meta.delete(rest);
+        flat(this.meta, entry?.kind === 'meta' ? entry.value : undefined);
         break;
       case 'schedule': {
         const pair = Keyspace.pair(rest); // machine/unit
@@ -215,8 +215,7 @@ export class ClusterMirror {
         break;
       }
       case 'unplaced':
-        if (entry?.kind === 'unplaced') this.unplaced.set(rest, entry.value);
-        else this.unplaced.delete(rest);
+        flat(this.unplaced, entry?.kind === 'unplaced' ? entry.value : undefined);
         break;
     }
   }
