@@ -120,6 +120,23 @@ export class UnitTracker {
     return at;
   }
 
+  /** Once every one of `units` is active somewhere: when the last became so; otherwise undefined. */
+  allActiveAt(units: readonly string[]): number | undefined {
+    let last = 0;
+    for (const u of units) {
+      const on = this.activeOn(u);
+      if (on.size === 0) return undefined;
+      last = Math.max(last, ...on.values());
+    }
+    return last;
+  }
+
+  /** Once none of `units` runs anywhere: when the last of them changed; otherwise undefined. */
+  allStoppedAt(units: readonly string[]): number | undefined {
+    if (!units.every((u) => this.stoppedEverywhere(u))) return undefined;
+    return Math.max(0, ...units.map((u) => this.lastChange(u)));
+  }
+
   /**
    * Resolves with `check`'s value as soon as it returns one (re-checked on every
    * reported change, and every 250 ms). Rejects after `timeoutMs`.
@@ -340,7 +357,7 @@ export class BenchCluster {
     this.tracker.watch(names);
     await this.ok(['start', '--no-block', ...names]);
     await this.tracker.waitFor(
-      () => (names.every((n) => this.tracker.activeOn(n).size > 0) ? true : undefined),
+      () => this.tracker.allActiveAt(names),
       timeoutMs,
       `${names.length} units active`,
     );
@@ -351,7 +368,7 @@ export class BenchCluster {
     if (names.length === 0) return;
     await this.ok(['destroy', ...names]);
     await this.tracker.waitFor(
-      () => (names.every((n) => this.tracker.stoppedEverywhere(n)) ? true : undefined),
+      () => this.tracker.allStoppedAt(names),
       timeoutMs,
       `${names.length} units stopped`,
     );

@@ -187,19 +187,7 @@ async function hundredUnits(ctx: BenchContext, bc: BenchCluster): Promise<void> 
     await sleep(300);
     const t0 = performance.now();
     const start = await bc.ok(['start', '--no-block', ...units]);
-    const upAt = await bc.tracker.waitFor(
-      () => {
-        let last = 0;
-        for (const u of units) {
-          const on = bc.tracker.activeOn(u);
-          if (on.size === 0) return undefined;
-          last = Math.max(last, ...on.values());
-        }
-        return last;
-      },
-      60_000,
-      '100 units active',
-    );
+    const upAt = await bc.tracker.waitFor(() => bc.tracker.allActiveAt(units), 60_000, '100 units active');
     up.push(upAt - t0);
     const perMachine: Record<string, number> = {};
     for (const u of units)
@@ -209,10 +197,7 @@ async function hundredUnits(ctx: BenchContext, bc: BenchCluster): Promise<void> 
     const t1 = performance.now();
     const destroy = await bc.ok(['destroy', ...units]);
     const downAt = await bc.tracker.waitFor(
-      () => {
-        if (!units.every((u) => bc.tracker.stoppedEverywhere(u))) return undefined;
-        return Math.max(...units.map((u) => bc.tracker.lastChange(u)));
-      },
+      () => bc.tracker.allStoppedAt(units),
       300_000,
       '100 units stopped',
     );
@@ -233,28 +218,13 @@ async function hundredUnits(ctx: BenchContext, bc: BenchCluster): Promise<void> 
     await sleep(300);
     const t0 = performance.now();
     await inParallel(units, 16, (u) => client.createUnit(u, UNIT_OPTIONS, 'launched'));
-    const upAt = await bc.tracker.waitFor(
-      () => {
-        let last = 0;
-        for (const u of units) {
-          const on = bc.tracker.activeOn(u);
-          if (on.size === 0) return undefined;
-          last = Math.max(last, ...on.values());
-        }
-        return last;
-      },
-      60_000,
-      '100 units active',
-    );
+    const upAt = await bc.tracker.waitFor(() => bc.tracker.allActiveAt(units), 60_000, '100 units active');
     apiUp.push(upAt - t0);
     await sleep(500);
     const t1 = performance.now();
     await inParallel(units, 16, (u) => client.destroyUnit(u));
     const downAt = await bc.tracker.waitFor(
-      () => {
-        if (!units.every((u) => bc.tracker.stoppedEverywhere(u))) return undefined;
-        return Math.max(...units.map((u) => bc.tracker.lastChange(u)));
-      },
+      () => bc.tracker.allStoppedAt(units),
       300_000,
       '100 units stopped',
     );
